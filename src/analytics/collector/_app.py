@@ -1,0 +1,263 @@
+"""The aiohttp application: routes, the ingest handler and JSON responses.
+
+Routes (SPEC 1.1): ``POST /v1/{identify,track,page,screen,group,alias}`` and their one-letter
+aliases ``/v1/{i,t,p,s,g,a}`` take one message (its type comes from the path);
+``POST /v1/{batch,import,b}`` take ``{"batch": [...], ...}``; a trailing slash is accepted
+(analytics-java posts to ``/v1/import/``). ``POST /v1/m`` (analytics.js metrics) is answered 200
+and discarded. ``GET /health`` (and ``/v1/health``) answers ``{"status": "ok", ...counters}``.
+
+An ingest request goes: content type and encoding checks -> Basic auth key (a bad key is
+refused before the body is read) -> bounded, timed body read -> JSON -> envelope -> per-message
+validation and enrichment -> the writer thread's group commit -> ``200 {"success": true,
+"received": n, "stored": k, "duplicates": d, "refused": [{"index", "code", "reason"}...]}``.
+
+Errors are ``{"success": false, "code", "message", "error"}`` with status 400 (bad body or
+limits), 401 (write key), 404/405 (route), 408 (body too slow), 415 (content type or encoding),
+503 + ``Retry-After`` (the store could not commit; nothing of the request was kept).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from analytics.collector._auth import KeyPolicy, basic_auth_key
+from analytics.collector._body import encoding_of, read_body
+from analytics.collector._limits import Limits
+from analytics.collector._messages import Prepared, RequestError, parse_json, prepare, read_envelope
+from analytics.collector._stats import Stats
+from analytics.collector._store import Row, StoreError
+from analytics.collector._writer import GroupCommitWriter
+
+__all__ = ["STATE", "AppState", "make_app"]
+
+log = logging.getLogger("analytics.collector")
+
+SINGLE_PATHS = {
+    "identify": "identify",
+    "track": "track",
+    "page": "page",
+    "screen": "screen",
+    "group": "group",
+    "alias": "alias",
+    "i": "identify",
+    "t": "track",
+    "p": "page",
+    "s": "screen",
+    "g": "group",
+    "a": "alias",
+}
+BATCH_PATHS = ("batch", "import", "b")
+RETRY_AFTER_SECONDS = 2
+_JSON_TYPES = ("application/json", "text/plain")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(slots=True)
+class AppState:
+    """What the handlers share: the writer, the key policy, limits, timeouts and counters."""
+
+    writer: GroupCommitWriter
+    policy: KeyPolicy
+    limits: Limits
+    read_timeout: float
+    stats: Stats = field(default_factory=Stats)
+    clock: Callable[[], datetime] = _utcnow
+
+
+STATE = web.AppKey("analytics_collector_state", AppState)
+
+
+def json_response(status: int, body: dict[str, Any], **headers: str) -> web.Response:
+    """A JSON response encoded with orjson."""
+    return web.Response(
+        status=status, body=orjson.dumps(body), content_type="application/json", headers=headers
+    )
+
+
+def error_response(status: int, code: str, message: str, **headers: str) -> web.Response:
+    """The error body SPEC 4.1 recommends (Python, Ruby and Java clients can all read it)."""
+    body = {"success": False, "code": code, "message": message, "error": message}
+    return json_response(status, body, **headers)
+
+
+def _check_content_type(request: web.Request) -> None:
+    if "Content-Type" not in request.headers:
+        return
+    mime = request.content_type
+    if mime in _JSON_TYPES or mime.endswith("+json"):
+        return
+    raise RequestError(
+        415, "unsupported_media_type", "Content-Type must be application/json or text/plain"
+    )
+
+
+def _commit(state: AppState, rows: list[Row]) -> Awaitable[int]:
+    """Hand ``rows`` to the writer thread; the future resolves after their commit."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[int] = loop.create_future()
+
+    def settle(result: int | StoreError) -> None:
+        if future.done():
+            return
+        if isinstance(result, StoreError):
+            future.set_exception(result)
+        else:
+            future.set_result(result)
+
+    def done(result: int | StoreError) -> None:
+        # Runs on the writer thread; the loop may be gone if the server was torn down.
+        try:
+            loop.call_soon_threadsafe(settle, result)
+        except RuntimeError:
+            log.debug("collector loop closed before a commit was reported")
+
+    try:
+        state.writer.submit(rows, done)
+    except RuntimeError as exc:
+        raise StoreError(str(exc)) from None
+    return future
+
+
+async def _ingest(request: web.Request, state: AppState, single_type: str | None) -> web.Response:
+    _check_content_type(request)
+    encoding = encoding_of(request.headers.get("Content-Encoding"))
+    header_key = basic_auth_key(request.headers.get("Authorization"))
+    if header_key is not None:
+        state.policy.require(header_key)
+    batch = single_type is None
+    body = await read_body(
+        request.content,
+        content_length=request.content_length,
+        encoding=encoding,
+        cap=state.limits.body_limit(batch=batch),
+        wire_cap=state.limits.wire_limit(batch=batch),
+        timeout=state.read_timeout,
+    )
+    env = read_envelope(parse_json(body), single_type=single_type, limits=state.limits)
+    request_key = header_key or env.write_key
+    if request_key is not None:
+        state.policy.require(request_key)
+    prepared = prepare(
+        env,
+        single_type=single_type,
+        now=state.clock(),
+        request_key=request_key,
+        key_allowed=state.policy.allows,
+        limits=state.limits,
+        measure_items=batch and len(body) > state.limits.max_message_bytes,
+    )
+    if request_key is None and prepared.keyed == 0:
+        state.policy.require("" if prepared.saw_item_key else None)
+    stored = await _commit(state, prepared.rows) if prepared.rows else 0
+    return _accepted(state, env.items, prepared, stored)
+
+
+def _accepted(state: AppState, items: list[Any], prepared: Prepared, stored: int) -> web.Response:
+    duplicates = len(prepared.rows) - stored
+    state.stats.add(
+        requests=1,
+        received=len(items),
+        stored=stored,
+        duplicates=duplicates,
+        refused=len(prepared.refused),
+    )
+    body: dict[str, Any] = {
+        "success": True,
+        "received": len(items),
+        "stored": stored,
+        "duplicates": duplicates,
+        "refused": [refusal.as_dict() for refusal in prepared.refused],
+    }
+    return json_response(200, body)
+
+
+async def _handle(request: web.Request, single_type: str | None) -> web.Response:
+    state = request.app[STATE]
+    started = time.perf_counter()
+    try:
+        response = await _ingest(request, state, single_type)
+    except RequestError as exc:
+        state.stats.add(requests=1, rejected=1)
+        response = error_response(exc.status, exc.code, exc.message)
+        if exc.status == 408:
+            response.force_close()
+    except StoreError as exc:
+        state.stats.add(requests=1, failed=1)
+        response = error_response(
+            503,
+            "store_unavailable",
+            f"the events could not be stored, retry later ({exc})",
+            **{"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+    except ConnectionError:
+        state.stats.add(requests=1, aborted=1)
+        log.debug(
+            "%s %s: client disconnected before the body was read", request.method, request.path
+        )
+        raise
+    log.debug(
+        "%s %s -> %d in %.1f ms",
+        request.method,
+        request.path,
+        response.status,
+        (time.perf_counter() - started) * 1000,
+    )
+    return response
+
+
+def _ingest_route(single_type: str | None) -> Handler:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await _handle(request, single_type)
+
+    return handler
+
+
+async def _health(request: web.Request) -> web.StreamResponse:
+    counters = request.app[STATE].stats.snapshot().as_dict()
+    return json_response(200, {"status": "ok", "success": True, **counters})
+
+
+async def _metrics(request: web.Request) -> web.StreamResponse:
+    await request.read()
+    return json_response(200, {"success": True})
+
+
+@web.middleware
+async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn aiohttp's plain-text 404/405 into the JSON error body."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return error_response(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
+
+
+def make_app(state: AppState) -> web.Application:
+    """Build the application around ``state``."""
+    app = web.Application(middlewares=[_json_errors])
+    app[STATE] = state
+    routes: list[tuple[str, Handler]] = [
+        (name, _ingest_route(t)) for name, t in SINGLE_PATHS.items()
+    ]
+    routes += [(name, _ingest_route(None)) for name in BATCH_PATHS]
+    routes.append(("m", _metrics))
+    for name, handler in routes:
+        app.router.add_post(f"/v1/{name}", handler)
+        app.router.add_post(f"/v1/{name}/", handler)
+    app.router.add_get("/health", _health)
+    app.router.add_get("/v1/health", _health)
+    return app

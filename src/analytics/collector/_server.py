@@ -1,0 +1,306 @@
+"""Running the collector: :class:`CollectorServer` (a background thread) and :func:`run`.
+
+``CollectorServer`` owns three things: the store, the writer thread, and an event-loop thread
+running the aiohttp application. ``start()`` returns once the socket is bound (port 0 picks a
+free port, readable as ``.port``/``.url``). ``stop()`` stops accepting connections, lets
+in-flight requests finish (their commits included), stops the writer after it has committed
+everything queued, and closes the store: every event answered 200 is in the database.
+
+:func:`run` is the blocking form used by ``analytics serve``: it stops cleanly on SIGINT or
+SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from os import PathLike
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from aiohttp import web
+
+from analytics.collector._app import AppState, make_app
+from analytics.collector._auth import KeyPolicy, check_bind
+from analytics.collector._limits import DEFAULT_LIMITS, Limits
+from analytics.collector._stats import Counters, Stats
+from analytics.collector._store import SQLiteStore, Store
+from analytics.collector._writer import GroupCommitWriter
+
+__all__ = ["CollectorServer", "run"]
+
+log = logging.getLogger("analytics.collector")
+
+
+def _summary(counters: Counters) -> str:
+    c = counters
+    return (
+        f"collector: {c.requests} requests ({c.rejected} rejected, {c.failed} failed, "
+        f"{c.aborted} aborted), {c.received} messages received, {c.stored} stored, "
+        f"{c.duplicates} duplicates, {c.refused} refused"
+    )
+
+
+class CollectorServer:
+    """The collector on its own event loop in a background thread.
+
+    Args:
+        db: a SQLite file path (the server creates and closes the store) or a :class:`Store`
+            (the caller keeps ownership; it is not closed).
+        host: the address to bind; without ``write_keys`` it must be a loopback address.
+        port: the port; 0 picks a free one.
+        write_keys: the accepted write keys; ``None`` or empty accepts any key (loopback only).
+        read_timeout: seconds a client has to send its whole body (else 408, nothing stored).
+        shutdown_timeout: seconds ``stop()`` lets in-flight requests run before cancelling them.
+        limits: size and count limits.
+        summary_interval: seconds between info summary lines (only when something changed).
+
+    Raises:
+        ValueError: non-loopback ``host`` without write keys, or an invalid key.
+    """
+
+    def __init__(
+        self,
+        db: str | PathLike[str] | Store,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        write_keys: Sequence[str] | None = None,
+        *,
+        read_timeout: float = 10.0,
+        shutdown_timeout: float = 10.0,
+        limits: Limits = DEFAULT_LIMITS,
+        summary_interval: float = 60.0,
+    ) -> None:
+        self._policy = KeyPolicy(write_keys)
+        check_bind(host, self._policy)
+        self._host = host
+        self._port = port
+        self._owns_store = isinstance(db, (str, PathLike))
+        self._store: Store = SQLiteStore(Path(db)) if isinstance(db, (str, PathLike)) else db
+        self._read_timeout = read_timeout
+        self._shutdown_timeout = shutdown_timeout
+        self._limits = limits
+        self._summary_interval = summary_interval
+        self.stats = Stats()
+        self._writer = GroupCommitWriter(self._store)
+        self._lock = threading.Lock()
+        self._phase = "new"
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self._summary_task: asyncio.Task[None] | None = None
+        self._thread = threading.Thread(target=self._main, name="analytics-collector", daemon=True)
+
+    # -- properties -------------------------------------------------------------------------
+
+    @property
+    def host(self) -> str:
+        """The bound host."""
+        return self._host
+
+    @property
+    def port(self) -> int:
+        """The bound port (the real one after ``start()``, also when 0 was asked for)."""
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """``http://HOST:PORT`` of the running server."""
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"http://{host}:{self._port}"
+
+    @property
+    def store(self) -> Store:
+        """The store events are written to (its read methods work at any time)."""
+        return self._store
+
+    def __repr__(self) -> str:
+        return f"CollectorServer({self.url!r}, {self._phase})"
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def start(self, timeout: float = 10.0) -> CollectorServer:
+        """Start serving; return once the socket is bound.
+
+        Raises:
+            RuntimeError: already started.
+            OSError: the address could not be bound (e.g. the port is in use).
+            TimeoutError: the server was not ready within ``timeout`` seconds.
+        """
+        with self._lock:
+            if self._phase != "new":
+                raise RuntimeError(f"the collector was already started ({self._phase})")
+            self._phase = "starting"
+        self._writer.start()
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            self.stop(timeout=1.0)
+            raise TimeoutError(f"the collector did not start within {timeout:g} s")
+        if self._error is not None:
+            self._writer.stop(timeout)
+            self._close_store()
+            with self._lock:
+                self._phase = "stopped"
+            raise self._error
+        with self._lock:
+            self._phase = "running"
+        self._log_start()
+        return self
+
+    def _log_start(self) -> None:
+        log.info("analytics collector listening on %s (store: %r)", self.url, self._store)
+        if self._policy.open:
+            log.info("no write keys configured: accepting any write key (loopback only)")
+        else:
+            log.info("accepting %d configured write key(s)", len(self._policy))
+
+    def _main(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._serve())
+        except BaseException as exc:
+            self._error = exc
+            self._ready.set()
+            loop.close()
+            return
+        self._ready.set()
+        try:
+            loop.run_forever()
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    async def _serve(self) -> None:
+        state = AppState(
+            writer=self._writer,
+            policy=self._policy,
+            limits=self._limits,
+            read_timeout=self._read_timeout,
+            stats=self.stats,
+        )
+        runner = web.AppRunner(
+            make_app(state),
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=self._shutdown_timeout,
+            auto_decompress=False,  # we decompress ourselves, under the size cap
+            lingering_time=2.0,
+        )
+        await runner.setup()
+        self._runner = runner
+        site = web.TCPSite(runner, self._host, self._port)
+        try:
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._port = int(runner.addresses[0][1])
+        self._summary_task = asyncio.get_running_loop().create_task(self._summaries())
+
+    async def _summaries(self) -> None:
+        last = self.stats.snapshot()
+        while True:
+            await asyncio.sleep(self._summary_interval)
+            now = self.stats.snapshot()
+            if now != last:
+                log.info("%s", _summary(now))
+                last = now
+
+    async def _shutdown(self) -> None:
+        if self._summary_task is not None:
+            self._summary_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._summary_task
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop gracefully: no new connections, finish in-flight requests, commit, close.
+
+        Idempotent; safe to call on a server that never started.
+        """
+        with self._lock:
+            if self._phase in ("new", "stopped"):
+                self._phase = "stopped"
+                return
+            self._phase = "stopped"
+        deadline = time.monotonic() + timeout
+        self._stop_loop(deadline)
+        if not self._writer.stop(max(0.0, deadline - time.monotonic())):
+            log.warning("collector writer did not finish within %g s", timeout)
+        self._close_store()
+        log.info("%s", _summary(self.stats.snapshot()))
+
+    def _stop_loop(self, deadline: float) -> None:
+        loop = self._loop
+        if loop is None or loop.is_closed() or not self._thread.is_alive():
+            return
+        future = asyncio.run_coroutine_threadsafe(self._shutdown(), loop)
+        try:
+            future.result(max(0.0, deadline - time.monotonic()))
+        except concurrent.futures.TimeoutError:
+            log.warning("collector requests were still running at the stop deadline")
+            future.cancel()
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(loop.stop)
+        self._thread.join(max(0.0, deadline - time.monotonic()))
+
+    def _close_store(self) -> None:
+        if self._owns_store:
+            self._store.close()
+
+    def __enter__(self) -> CollectorServer:
+        if self._phase == "new":
+            self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def run(
+    host: str = "127.0.0.1",
+    port: int = 8088,
+    db: str | PathLike[str] = "analytics.db",
+    write_keys: Sequence[str] | None = None,
+    *,
+    on_ready: Callable[[CollectorServer], Any] | None = None,
+    **options: Any,
+) -> None:
+    """Serve until SIGINT or SIGTERM, then stop gracefully (blocking).
+
+    ``options`` go to :class:`CollectorServer`; ``on_ready`` is called once it listens.
+    Signal handlers are installed only when called from the main thread.
+    """
+    server = CollectorServer(db, host, port, write_keys, **options)
+    stop = threading.Event()
+    previous: dict[signal.Signals, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, lambda _sig, _frame: stop.set())
+    try:
+        server.start()
+        if on_ready is not None:
+            on_ready(server)
+        # A timed wait keeps the main thread responsive to signals on every platform.
+        while not stop.wait(0.5):
+            pass
+        log.info("collector stopping")
+    finally:
+        server.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -1,0 +1,116 @@
+"""The single writer thread: group commit of many requests' rows into the store.
+
+Request handlers (on the event loop) call :meth:`GroupCommitWriter.submit` with their rows and
+a callback. The thread takes every job waiting in its queue (up to ``max_rows`` rows), writes
+them in one transaction with one commit, then calls each job's callback with the number of new
+rows (duplicates excluded) or with the :class:`~analytics.collector._store.StoreError`. A
+handler answers 200 only after its callback reported success, so an acknowledged event is
+committed.
+
+:meth:`stop` lets the thread finish every job submitted before it, then joins it.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from analytics.collector._store import Row, Store, StoreError
+
+__all__ = ["Done", "GroupCommitWriter"]
+
+log = logging.getLogger("analytics.collector")
+
+#: Called on the writer thread with the new-row count or the error.
+Done = Callable[[int | StoreError], None]
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    rows: Sequence[Row]
+    done: Done
+
+
+class GroupCommitWriter:
+    """One thread that owns the store's write side. Thread-safe ``submit``."""
+
+    def __init__(self, store: Store, *, max_rows: int = 50_000) -> None:
+        self._store = store
+        self._max_rows = max_rows
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._closed = False
+        self._thread = threading.Thread(
+            target=self._run, name="analytics-collector-writer", daemon=True
+        )
+        self.commits = 0
+
+    def start(self) -> None:
+        """Start the thread."""
+        self._thread.start()
+
+    def submit(self, rows: Sequence[Row], done: Done) -> None:
+        """Queue ``rows``; ``done`` is called on the writer thread once they are committed.
+
+        Raises:
+            RuntimeError: the writer was stopped.
+        """
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the collector writer is stopped")
+            self._queue.put(_Job(rows, done))
+
+    def stop(self, timeout: float) -> bool:
+        """Finish the queued jobs and stop the thread; True when it ended within ``timeout``."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._queue.put(None)
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def _run(self) -> None:
+        running = True
+        while running:
+            job = self._queue.get()
+            if job is None:
+                break
+            jobs, running = self._take_more(job)
+            self._commit(jobs)
+
+    def _take_more(self, first: _Job) -> tuple[list[_Job], bool]:
+        """Collect what else is already queued, so one commit serves many requests."""
+        jobs, rows = [first], len(first.rows)
+        while rows < self._max_rows:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is None:
+                return jobs, False
+            jobs.append(job)
+            rows += len(job.rows)
+        return jobs, True
+
+    def _commit(self, jobs: list[_Job]) -> None:
+        results: Sequence[int | StoreError]
+        try:
+            results = self._store.write([job.rows for job in jobs])
+            if len(results) != len(jobs):
+                raise StoreError(f"store returned {len(results)} counts for {len(jobs)} batches")
+            self.commits += 1
+        except StoreError as exc:
+            log.error("collector store write failed: %s", exc)
+            results = [exc] * len(jobs)
+        except Exception as exc:  # a store bug must not kill the thread or hang handlers
+            log.exception("collector store write crashed")
+            results = [StoreError(f"{type(exc).__name__}: {exc}")] * len(jobs)
+        for job, result in zip(jobs, results, strict=True):
+            try:
+                job.done(result)
+            except Exception:
+                log.exception("collector writer callback failed")
