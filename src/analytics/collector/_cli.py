@@ -1,0 +1,170 @@
+"""The ``serve`` and ``events`` commands (click); the ``analytics`` group adds them.
+
+``analytics serve [--host H] [--port P] [--db PATH] [--write-key KEY ...] [--log-level L]``
+runs the collector until Ctrl-C or SIGTERM (events it acknowledged are committed).
+``analytics events [--db PATH] [--type T] [--user-id U] [--event E] [--since TIME] [--limit N]
+[--json]`` prints what was stored, newest last; ``--json`` prints one stored message per line.
+
+This is the only collector module that imports click. Write-key values are never printed.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+
+from analytics.collector._messages import MESSAGE_TYPES
+from analytics.collector._server import CollectorServer, run
+from analytics.collector._store import SQLiteStore
+from analytics.collector._time import parse_timestamp
+
+__all__ = ["events_command", "serve_command"]
+
+DEFAULT_DB = "analytics.db"
+_RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_since(value: str, now: datetime | None = None) -> datetime:
+    """An ISO-8601 time, or a duration back from now such as ``30s``, ``10m``, ``2h``, ``1d``.
+
+    Raises:
+        ValueError: neither form.
+    """
+    match = _RELATIVE.match(value)
+    if match:
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+        return (now or datetime.now(timezone.utc)) - timedelta(seconds=seconds)
+    try:
+        return parse_timestamp(value.strip())
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is neither an ISO-8601 time nor a duration like 10m, 2h, 1d"
+        ) from None
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("analytics.collector").setLevel(getattr(logging, level.upper()))
+
+
+def _announce(server: CollectorServer) -> None:
+    click.echo(f"Listening on {server.url} (database: {server.store!r}); Ctrl-C stops.")
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8088, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--db",
+    default=DEFAULT_DB,
+    show_default=True,
+    envvar="ANALYTICS_DB",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="SQLite file to store events in (env ANALYTICS_DB).",
+)
+@click.option(
+    "--write-key",
+    "write_keys",
+    multiple=True,
+    envvar="ANALYTICS_WRITE_KEYS",
+    help="Accepted write key; repeat for several (env ANALYTICS_WRITE_KEYS, space separated). "
+    "Without one, any key is accepted and only 127.0.0.1 may be used.",
+)
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+)
+def serve_command(
+    host: str, port: int, db: Path, write_keys: tuple[str, ...], log_level: str
+) -> None:
+    """Run the local collector (a Segment-compatible tracking API) until Ctrl-C."""
+    _configure_logging(log_level)
+    try:
+        run(host, port, db, list(write_keys) or None, on_ready=_announce)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot serve on {host}:{port}: {exc}") from None
+
+
+def _who(msg: dict[str, Any]) -> str:
+    for name in ("userId", "anonymousId"):
+        if msg.get(name) is not None:
+            return str(msg[name])
+    return "-"
+
+
+def _what(msg: dict[str, Any]) -> str:
+    kind = msg.get("type")
+    if kind == "track":
+        return str(msg.get("event"))
+    if kind == "group":
+        return f"group {msg.get('groupId')}"
+    if kind == "alias":
+        return f"previous {msg.get('previousId')}"
+    return str(msg.get("name") or "")
+
+
+def format_line(msg: dict[str, Any]) -> str:
+    """One human-readable line for a stored message."""
+    return "  ".join(
+        (
+            str(msg.get("receivedAt", "")),
+            f"{msg.get('type', '')!s:<8}",
+            _who(msg),
+            _what(msg),
+            str(msg.get("messageId", "")),
+        )
+    )
+
+
+@click.command("events")
+@click.option(
+    "--db",
+    default=DEFAULT_DB,
+    show_default=True,
+    envvar="ANALYTICS_DB",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The collector's SQLite file (env ANALYTICS_DB).",
+)
+@click.option("--type", "type_", type=click.Choice(sorted(MESSAGE_TYPES)), help="Only this type.")
+@click.option("--user-id", help="Only messages with this userId.")
+@click.option("--event", help="Only track messages with this event name.")
+@click.option("--since", help="Received at or after: ISO-8601 time or a duration (10m, 2h, 1d).")
+@click.option("--limit", type=click.IntRange(0), help="Only the newest N (still newest last).")
+@click.option("--json", "as_json", is_flag=True, help="One stored message per line, as JSON.")
+def events_command(
+    db: Path,
+    type_: str | None,
+    user_id: str | None,
+    event: str | None,
+    since: str | None,
+    limit: int | None,
+    as_json: bool,
+) -> None:
+    """List the events the collector stored, newest last."""
+    try:
+        since_time = parse_since(since) if since is not None else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from None
+    try:
+        store = SQLiteStore(db, readonly=True)
+    except FileNotFoundError:
+        raise click.ClickException(
+            f"no collector database at {db} (start one with: analytics serve --db {db})"
+        ) from None
+    messages = store.events(type=type_, user_id=user_id, event=event, since=since_time, limit=limit)
+    for msg in messages:
+        click.echo(orjson.dumps(msg).decode() if as_json else format_line(msg))
