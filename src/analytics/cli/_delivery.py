@@ -1,0 +1,106 @@
+"""Following delivery from the shell: callbacks that count what the collector acknowledged,
+and the words for what went wrong.
+
+The client calls `on_success`/`on_failure` on its worker thread; `DeliveryTracker` only counts
+and queues there, and the command's main thread reports. "Sent" always means acknowledged
+by the collector (it answers 200 only after committing), so a count reported as sent is stored.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from analytics import DeliveryError
+
+__all__ = [
+    "NO_RESPONSE_REASONS",
+    "DeliveryTracker",
+    "compact_ranges",
+    "describe_failure",
+    "is_unreachable",
+]
+
+# DeliveryError reasons that are about this process, not about the collector's answer.
+LOCAL_REASONS = frozenset({"queue_full", "shut_down", "shutdown_timeout", "encode_error"})
+NO_RESPONSE_REASONS = frozenset({"network_error", "connection_error", "timeout"})
+
+
+def is_unreachable(error: DeliveryError) -> bool:
+    """True when the collector never answered (down, wrong port, DNS, timeout)."""
+    if error.status is not None:
+        return False
+    return error.reason not in LOCAL_REASONS
+
+
+def describe_failure(error: DeliveryError, host: str) -> str:
+    """One sentence for a person: what happened and, when it helps, what to do."""
+    detail = f": {error.detail}" if error.detail else ""
+    status = error.status
+    if status in (401, 403):
+        return (
+            f"the collector at {host} refused the write key (HTTP {status}){detail};"
+            " check --write-key or ANALYTICS_WRITE_KEY"
+        )
+    if status is not None:
+        return f"the collector at {host} refused the batch (HTTP {status}{detail})"
+    if error.reason in LOCAL_REASONS:
+        return f"not sent ({error.reason}{detail})"
+    return (
+        f"could not reach the collector at {host} ({error.reason}{detail});"
+        " is it running? (start one with `analytics serve`)"
+    )
+
+
+def compact_ranges(numbers: Iterable[int]) -> list[tuple[int, int]]:
+    """Sorted, merged inclusive ranges: [5, 1, 2, 3, 9] -> [(1, 3), (5, 5), (9, 9)]."""
+    ranges: list[tuple[int, int]] = []
+    for number in sorted(set(numbers)):
+        if ranges and number == ranges[-1][1] + 1:
+            ranges[-1] = (ranges[-1][0], number)
+        else:
+            ranges.append((number, number))
+    return ranges
+
+
+class DeliveryTracker:
+    """Counters and a failure queue fed by the client's callbacks.
+
+    Thread-safety: the callbacks run on the client's single worker thread and only do
+    `+=` on ints and `deque.append`; the main thread reads counters and pops failures.
+    """
+
+    def __init__(self, ids: dict[str, Any] | None = None) -> None:
+        """Start with nothing sent; `ids` (messageId -> anything) loses acknowledged ids."""
+        self.ids = ids
+        self.sent = 0
+        self.failed = 0
+        self.unreachable = False
+        self.last_error: DeliveryError | None = None
+        self.failures: collections.deque[tuple[Sequence[Mapping[str, Any]], DeliveryError]] = (
+            collections.deque()
+        )
+
+    def on_success(self, data: Sequence[Mapping[str, Any]], response: object) -> None:
+        """Count an acknowledged batch (worker thread)."""
+        self.sent += len(data)
+        ids = self.ids
+        if ids:
+            for message in data:
+                ids.pop(str(message.get("messageId")), None)
+
+    def on_failure(self, data: Sequence[Mapping[str, Any]], error: DeliveryError) -> None:
+        """Count and queue a batch given up on (worker thread)."""
+        self.failed += len(data)
+        self.last_error = error
+        if is_unreachable(error):
+            self.unreachable = True
+        self.failures.append((data, error))
+
+    def pop_failures(self) -> list[tuple[Sequence[Mapping[str, Any]], DeliveryError]]:
+        """Take the failures queued so far (main thread)."""
+        taken = []
+        while self.failures:
+            taken.append(self.failures.popleft())
+        return taken

@@ -1,0 +1,328 @@
+"""`analytics import FILE...`: historical import from JSON lines, CSV or log lines.
+
+This module holds the command (flags, checks made before anything is sent, signal handling
+and the summary); the loop is `_importer.Importer`, the line mapping `_mapping`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+import click
+
+import analytics
+from analytics.cli._delivery import DeliveryTracker
+from analytics.cli._importer import Importer, ImportResult, summary_lines
+from analytics.cli._mapping import (
+    MESSAGE_TYPES,
+    ColumnMap,
+    Defaults,
+    LineError,
+    LogMap,
+    map_csv_row,
+    map_json_line,
+    map_log_line,
+    parse_csv_map,
+    parse_log_map,
+)
+from analytics.cli._options import (
+    EXIT_INTERRUPTED,
+    EXIT_NOT_DELIVERED,
+    EXIT_UNREACHABLE,
+    JsonObject,
+    host_option,
+    require_write_key,
+    timeout_option,
+    write_key_option,
+)
+from analytics.cli._progress import format_summary, make_reporter
+from analytics.cli._readers import (
+    CsvReader,
+    LineReader,
+    display_name,
+    guess_format,
+    input_size,
+    open_input,
+)
+
+__all__ = ["import_command"]
+
+DEFAULT_LOG_MAP = "timestamp,userId,event"
+QUEUE_SIZE = 200_000
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """How to read one source, decided before anything is sent."""
+
+    path: str
+    fmt: str
+    column_map: ColumnMap | None = None
+
+
+def _defaults(default_type: str | None, event: str | None, **dicts: Any) -> Defaults:
+    fields = {k: v for k, v in (("type", default_type), ("event", event)) if v is not None}
+    return Defaults(fields=fields, dicts={k: v for k, v in dicts.items() if v is not None})
+
+
+def _plan(paths: Sequence[str], fmt: str | None, maps: Sequence[str]) -> list[Plan]:
+    """Decide each source's format and check CSV headers against --map, before sending."""
+    plans = []
+    for path in paths:
+        kind = fmt or ("jsonl" if path == "-" else guess_format(path))
+        column_map = None
+        if kind == "csv" and path != "-":
+            column_map = _read_column_map(path, maps)
+        plans.append(Plan(path, kind, column_map))
+    if maps and all(p.fmt == "jsonl" for p in plans):
+        raise click.UsageError("--map applies to csv and log input (see --format)")
+    return plans
+
+
+def _read_column_map(path: str, maps: Sequence[str]) -> ColumnMap:
+    with open_input(path) as stream:
+        reader = CsvReader(stream)
+        return _column_map(reader, path, maps)
+
+
+def _column_map(reader: CsvReader, path: str, maps: Sequence[str]) -> ColumnMap:
+    header = reader.header()
+    if header is None:
+        raise click.UsageError(f"{display_name(path)}: empty CSV file (no header row)")
+    try:
+        return parse_csv_map(header, maps)
+    except ValueError as exc:
+        raise click.UsageError(f"{display_name(path)}:1: {exc}") from None
+
+
+def _decode_log(log_map: LogMap, defaults: Defaults) -> Callable[[bytes], dict[str, Any]]:
+    def mapper(raw: bytes) -> dict[str, Any]:
+        try:
+            line = raw.decode()
+        except UnicodeDecodeError as exc:
+            raise LineError(f"not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+        return map_log_line(line.strip(), log_map, defaults)
+
+    return mapper
+
+
+def _run_source(
+    importer: Importer, plan: Plan, maps: Sequence[str], log_map: LogMap, defaults: Defaults
+) -> None:
+    index = importer.add_source(display_name(plan.path))
+    stream = open_input(plan.path)
+    try:
+        if plan.fmt == "csv":
+            _run_csv(importer, index, stream, plan, maps, defaults)
+        elif plan.fmt == "log":
+            reader = LineReader(stream)
+            importer.feed(index, reader, _decode_log(log_map, defaults), reader)
+        else:
+            reader = LineReader(stream)
+            importer.feed(index, reader, lambda raw: map_json_line(raw, defaults), reader)
+    finally:
+        if plan.path != "-":
+            stream.close()
+
+
+def _run_csv(
+    importer: Importer,
+    index: int,
+    stream: Any,
+    plan: Plan,
+    maps: Sequence[str],
+    defaults: Defaults,
+) -> None:
+    reader = CsvReader(stream)
+    try:
+        column_map = _column_map(reader, plan.path, maps)  # stdin's header is read here
+        importer.feed(index, reader, lambda row: map_csv_row(row, column_map, defaults), reader)
+    finally:
+        reader.detach()
+
+
+@contextlib.contextmanager
+def _stop_on_signals(importer: Importer) -> Iterator[None]:
+    """First Ctrl-C (or SIGTERM): stop reading and deliver what is queued. Second: give up."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if importer.stopped == "interrupted":
+            raise KeyboardInterrupt
+        importer.stopped = "interrupted"
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _exit_code(result: ImportResult) -> int:
+    if result.stopped == "interrupted":
+        return EXIT_INTERRUPTED
+    if result.stopped == "unreachable" or (result.sent == 0 and result.not_delivered):
+        return EXIT_UNREACHABLE
+    if result.refused or result.not_delivered:
+        return EXIT_NOT_DELIVERED
+    return 0
+
+
+@click.command("import")
+@click.argument(
+    "files",
+    nargs=-1,
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, allow_dash=True),
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["jsonl", "csv", "log"]),
+    help="Input format; default: from the extension (.csv, .log/.txt), else jsonl.",
+)
+@click.option(
+    "--map",
+    "maps",
+    multiple=True,
+    metavar="SPEC",
+    help="csv: COLUMN=FIELD pairs (FIELD `-` ignores the column), e.g. 'when=timestamp,"
+    "plan=properties.plan'. log: the space-separated fields in order, the last one taking"
+    f" the rest of the line; default '{DEFAULT_LOG_MAP}'.",
+)
+@click.option(
+    "--type",
+    "default_type",
+    type=click.Choice(MESSAGE_TYPES),
+    help="The type of lines that have none (log input: track).",
+)
+@click.option("--event", metavar="NAME", help="The event name of lines that have none.")
+@click.option("--properties", type=JsonObject(), help="Properties added to every line.")
+@click.option("--traits", type=JsonObject(), help="Traits added to every line.")
+@click.option("--context", type=JsonObject(), help="Context added to every line.")
+@host_option
+@write_key_option
+@timeout_option(60.0, "waiting for the last events to be delivered")
+@click.option("--retries", type=click.IntRange(0, 20), default=5, show_default=True)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 2500),
+    default=1000,
+    show_default=True,
+    help="Events per request.",
+)
+@click.option("--progress/--no-progress", default=True, help="Show progress on standard error.")
+@click.option(
+    "--progress-interval",
+    type=click.FloatRange(min=0.05),
+    default=5.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Seconds between progress lines when standard error is not a terminal.",
+)
+def import_command(
+    files: Sequence[str],
+    fmt: str | None,
+    maps: Sequence[str],
+    default_type: str | None,
+    event: str | None,
+    properties: dict[str, Any] | None,
+    traits: dict[str, Any] | None,
+    context: dict[str, Any] | None,
+    host: str,
+    write_key: str | None,
+    timeout: float,
+    retries: int,
+    batch_size: int,
+    progress: bool,
+    progress_interval: float,
+) -> None:
+    """Import historical events from FILE... (`-` is standard input).
+
+    Every line that cannot be sent is reported as FILE:LINE with the reason, and the import
+    goes on. Exit 0 when every line was delivered, 1 when some were refused or not
+    delivered, 3 when the collector could not be reached, 130 after Ctrl-C.
+    """
+    key = require_write_key(write_key)
+    if files.count("-") > 1:
+        raise click.UsageError("`-` (standard input) can be given once")
+    plans = _plan(files, fmt, maps)
+    try:
+        log_map = parse_log_map(",".join(maps) if maps else DEFAULT_LOG_MAP)
+    except ValueError as exc:
+        if any(p.fmt == "log" for p in plans):
+            raise click.UsageError(f"--map: {exc}") from None
+        log_map = parse_log_map(DEFAULT_LOG_MAP)
+    if default_type is None and any(p.fmt == "log" for p in plans):
+        default_type = "track"
+    defaults = _defaults(default_type, event, properties=properties, traits=traits, context=context)
+    sizes = [input_size(p) for p in files]
+    total = None if None in sizes else sum(s or 0 for s in sizes)
+    result = _run(
+        plans,
+        maps,
+        log_map,
+        defaults,
+        key,
+        host,
+        timeout,
+        retries,
+        batch_size,
+        make_reporter(progress, progress_interval, total),
+        total,
+    )
+    click.get_current_context().exit(_exit_code(result))
+
+
+def _run(
+    plans: Sequence[Plan],
+    maps: Sequence[str],
+    log_map: LogMap,
+    defaults: Defaults,
+    key: str,
+    host: str,
+    timeout: float,
+    retries: int,
+    batch_size: int,
+    reporter: Any,
+    total: int | None,
+) -> ImportResult:
+    tracker = DeliveryTracker(ids={})
+    client = analytics.Client(
+        key,
+        host=host,
+        flush_at=batch_size,
+        flush_after=0.5,
+        max_queue_size=QUEUE_SIZE,
+        max_retries=retries,
+        timeout=min(timeout, 30.0),
+        log=False,
+        on_success=tracker.on_success,
+        on_failure=tracker.on_failure,
+    )
+    importer = Importer(
+        client, tracker, reporter, host=host, enqueue_timeout=timeout, total_bytes=total
+    )
+    with _stop_on_signals(importer):
+        try:
+            for plan in plans:
+                if importer.stopped:
+                    break
+                _run_source(importer, plan, maps, log_map, defaults)
+        except OSError as exc:
+            importer.reporter.log(f"error: {exc}")
+            importer.stop("read_error")
+        result = importer.finish(timeout)
+    for line in summary_lines(result):
+        click.echo(line, err=True)
+    click.echo(
+        format_summary(
+            result.read, result.sent, result.refused, result.not_delivered, result.duration
+        )
+    )
+    return result

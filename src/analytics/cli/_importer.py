@@ -1,0 +1,228 @@
+"""The import loop: read sources, map each line, enqueue it, report what could not be sent.
+
+`Importer` owns the counters. The hot loop (`_feed`) keeps to local variables and does its
+bookkeeping every `CHECK_EVERY` lines: progress, failures reported by the client's worker,
+and whether to stop (Ctrl-C, or a collector that cannot be reached).
+
+Message ids: a line without a `messageId` gets ``import-<run>-<source>-<line>``, so a failed
+batch reported by the client names its lines without a lookup table; lines that bring their
+own `messageId` are remembered until acknowledged.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import analytics
+from analytics.cli._delivery import DeliveryTracker, compact_ranges, describe_failure
+from analytics.cli._mapping import LineError, check_message
+from analytics.cli._progress import Counts, Reporter
+
+__all__ = ["CHECK_EVERY", "NAIVE_RULE", "ImportResult", "Importer", "Location"]
+
+CHECK_EVERY = 1024  # lines between checkpoints (a power of two: tested with a bit mask)
+NAIVE_RULE = "a timestamp without a timezone is taken as UTC (the library's rule)"
+
+Location = tuple[int, int]  # (source index, line number)
+Mapper = Callable[[Any], dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class ImportResult:
+    """What an import did, for the summary and the exit code."""
+
+    read: int
+    sent: int
+    refused: int
+    not_delivered: int
+    duration: float
+    stopped: str | None  # None, "interrupted" or "unreachable"
+    last_read: str | None  # "file:line" of the last line read
+
+
+class Importer:
+    """Feeds sources to one client and keeps the counts. Not thread-safe: one main thread."""
+
+    def __init__(
+        self,
+        client: analytics.Client,
+        tracker: DeliveryTracker,
+        reporter: Reporter,
+        *,
+        host: str,
+        enqueue_timeout: float,
+        total_bytes: int | None,
+    ) -> None:
+        """Use `client` (built with `tracker`'s callbacks) and report through `reporter`."""
+        self.client = client
+        self.tracker = tracker
+        self.reporter = reporter
+        self.host = host
+        self.enqueue_timeout = enqueue_timeout
+        self.total_bytes = total_bytes
+        self.run_id = secrets.token_hex(6)
+        self.own_ids: dict[str, Location] = tracker.ids if tracker.ids is not None else {}
+        self.names: list[str] = []
+        self.read = 0
+        self.refused = 0
+        self.done_bytes = 0
+        self.stopped: str | None = None
+        self.last: Location | None = None
+        self.naive_warned = False
+        self.started = time.monotonic()
+
+    def stop(self, reason: str) -> None:
+        """Ask the loop to stop at its next checkpoint (safe from a signal handler)."""
+        if self.stopped is None:
+            self.stopped = reason
+
+    def add_source(self, name: str) -> int:
+        """Register a source's display name; returns its index."""
+        self.names.append(name)
+        return len(self.names) - 1
+
+    def refuse(self, index: int, lineno: int, reason: str) -> None:
+        """Count and report one line that will not be sent."""
+        self.refused += 1
+        self.reporter.log(f"{self.names[index]}:{lineno}: {reason}")
+
+    def feed(
+        self, index: int, records: Iterable[tuple[int, Any]], mapper: Mapper, reader: Any
+    ) -> None:
+        """Import one source's records; `reader.consumed` is its byte position."""
+        try:
+            self._feed(index, records, mapper, reader)
+        finally:
+            self.done_bytes += reader.consumed
+
+    def _feed(
+        self, index: int, records: Iterable[tuple[int, Any]], mapper: Mapper, reader: Any
+    ) -> None:
+        prefix = f"import-{self.run_id}-{index}-"
+        enqueue = self.client.enqueue
+        own = self.own_ids
+        timeout = self.enqueue_timeout
+        read = 0
+        lineno = 0
+        try:
+            for lineno, payload in records:
+                read += 1
+                try:
+                    message = mapper(payload)
+                    if check_message(message):
+                        self._warn_naive(index, lineno, message)
+                    mid = message.get("messageId")
+                    if mid is None:
+                        message["messageId"] = prefix + str(lineno)
+                    else:
+                        own[mid] = (index, lineno)
+                    if not enqueue(message, timeout=timeout)[0]:
+                        self.refuse(index, lineno, "not queued: the send queue stayed full")
+                except (LineError, ValueError, TypeError) as exc:
+                    self.refuse(index, lineno, str(exc))
+                if not read & (CHECK_EVERY - 1):
+                    self._checkpoint(read, reader.consumed, index, lineno)
+                    if self.stopped:
+                        break
+        finally:
+            self.read += read
+            if read:
+                self.last = (index, lineno)
+
+    def _checkpoint(self, read: int, consumed: int, index: int, lineno: int) -> None:
+        self.report_failures()
+        if self.tracker.unreachable:
+            self.stop("unreachable")
+        self.last = (index, lineno)
+        self.reporter.update(self.counts(self.read + read, self.done_bytes + consumed))
+
+    def counts(self, read: int | None = None, position: int | None = None) -> Counts:
+        """The counters now."""
+        return Counts(
+            read=self.read if read is None else read,
+            sent=self.tracker.sent,
+            refused=self.refused + self.tracker.failed,
+            position=self.done_bytes if position is None else position,
+            total=self.total_bytes,
+        )
+
+    def _warn_naive(self, index: int, lineno: int, message: Mapping[str, Any]) -> None:
+        if not self.naive_warned:
+            self.naive_warned = True
+            self.reporter.log(
+                f"warning: {self.names[index]}:{lineno}: timestamp {message['timestamp']!r}"
+                f" has no timezone; {NAIVE_RULE}. Further ones are not reported."
+            )
+
+    def locate(self, message: Mapping[str, Any]) -> Location | None:
+        """Which line a message came from."""
+        mid = message.get("messageId")
+        if not isinstance(mid, str):
+            return None
+        head = f"import-{self.run_id}-"
+        if mid.startswith(head):
+            index, _, line = mid[len(head) :].partition("-")
+            return int(index), int(line)
+        return self.own_ids.pop(mid, None)
+
+    def report_failures(self) -> None:
+        """Report the batches the client gave up on, as file:line ranges with the reason."""
+        for data, error in self.tracker.pop_failures():
+            reason = f"not delivered: {describe_failure(error, self.host)}"
+            for index, lines in _group_by_source(self.locate(m) for m in data).items():
+                for first, last in compact_ranges(lines):
+                    where = f"{first}" if first == last else f"{first}-{last}"
+                    self.reporter.log(f"{self.names[index]}:{where}: {reason}")
+
+    def finish(self, timeout: float) -> ImportResult:
+        """Wait (bounded) for delivery, stop the client and return the result.
+
+        A collector that cannot be reached is not waited for. A second Ctrl-C during the
+        wait (KeyboardInterrupt) stops waiting; what was acknowledged stays counted.
+        """
+        try:
+            if self.stopped != "unreachable":
+                self.client.flush(timeout=timeout)
+        except KeyboardInterrupt:
+            self.stop("interrupted")
+        finally:
+            self.client.shutdown(timeout=min(timeout, 2.0))
+        self.report_failures()
+        duration = time.monotonic() - self.started
+        sent = self.tracker.sent
+        accepted = self.read - self.refused
+        last = None if self.last is None else f"{self.names[self.last[0]]}:{self.last[1]}"
+        self.reporter.close(self.counts())
+        return ImportResult(
+            read=self.read,
+            sent=sent,
+            refused=self.refused,
+            not_delivered=max(accepted - sent, 0),
+            duration=duration,
+            stopped=self.stopped,
+            last_read=last,
+        )
+
+
+def _group_by_source(locations: Iterable[Location | None]) -> dict[int, list[int]]:
+    grouped: dict[int, list[int]] = {}
+    for location in locations:
+        if location is not None:
+            grouped.setdefault(location[0], []).append(location[1])
+    return grouped
+
+
+def summary_lines(result: ImportResult) -> Sequence[str]:
+    """Extra lines explaining an import that stopped early."""
+    if result.stopped == "interrupted":
+        return [
+            f"interrupted: stopped after {result.last_read or 'the start'};"
+            f" {result.sent:,} events were acknowledged by the collector and are stored."
+        ]
+    if result.stopped == "unreachable":
+        return [f"stopped after {result.last_read or 'the start'}: the collector is unreachable."]
+    return []
