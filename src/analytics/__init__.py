@@ -1,5 +1,201 @@
-"""analytics: server-side product analytics for Python."""
+"""analytics: server-side product analytics for Python.
 
+The seed's API, on a module-level default client::
+
+    import analytics
+    analytics.init("WRITE_KEY")
+    analytics.track(user_id="ilya@segment.io", event="Played a Song")
+
+or any number of `Client` objects. Code written for Segment's analytics-python 2.x also works:
+set ``analytics.write_key`` (and ``host``, ``on_error``, ``debug``, ``send``, ``sync_mode``,
+``max_queue_size``, ``gzip``, ``timeout``, ``max_retries``, ``proxies``) before the first call,
+and the default client is made from them.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from analytics._client import Client, ErrorCallback, FailureCallback, Stats, SuccessCallback
+from analytics._exceptions import (
+    AnalyticsError,
+    ConfigError,
+    DeliveryError,
+    InvalidEventError,
+    MessageTooLargeError,
+    UnserializableError,
+)
+from analytics._retry import Outcome as Response
 from analytics._version import __version__
 
-__all__ = ["__version__"]
+__all__ = [
+    "AnalyticsError",
+    "Client",
+    "ConfigError",
+    "DeliveryError",
+    "InvalidEventError",
+    "MessageTooLargeError",
+    "Response",
+    "Stats",
+    "UnserializableError",
+    "__version__",
+    "alias",
+    "flush",
+    "group",
+    "identify",
+    "init",
+    "join",
+    "on_failure",
+    "on_success",
+    "page",
+    "screen",
+    "shutdown",
+    "track",
+]
+
+# Segment 2.x module attributes: read when the default client is made by the first call.
+write_key: str | None = None
+host: str | None = None
+on_error: ErrorCallback | None = None
+debug: bool = False
+send: bool = True
+sync_mode: bool = False
+max_queue_size: int | None = None
+gzip: bool = False
+timeout: float | None = None
+max_retries: int | None = None
+proxies: str | Mapping[str, str] | None = None
+
+default_client: Client | None = None
+_lock = threading.Lock()
+_success: list[SuccessCallback] = []
+_failure: list[FailureCallback] = []
+
+
+def init(write_key: str, **options: Any) -> Client:
+    """Make the default client (replacing, and shutting down, any earlier one) and return it.
+
+    Takes every `Client` option, e.g. ``init(key, flush_at=1, async_=False, log_level=DEBUG)``.
+    """
+    global default_client
+    client = Client(write_key, **options)
+    _register_callbacks(client)
+    with _lock:
+        old, default_client = default_client, client
+    if old is not None:
+        old.shutdown()
+    return client
+
+
+def _register_callbacks(client: Client) -> None:
+    for on_ok in _success:
+        client.on_success(on_ok)
+    for on_fail in _failure:
+        client.on_failure(on_fail)
+
+
+def _default() -> Client:
+    global default_client
+    client = default_client
+    if client is not None:
+        return client
+    with _lock:
+        if default_client is None:
+            if not write_key and send:
+                raise ConfigError(
+                    "no write key: call analytics.init(write_key) or set analytics.write_key first"
+                )
+            client = Client(
+                write_key,
+                host=host,
+                on_error=on_error,
+                debug=debug,
+                send=send,
+                sync_mode=sync_mode,
+                max_queue_size=max_queue_size,
+                gzip=gzip,
+                timeout=timeout,
+                max_retries=max_retries,
+                proxies=proxies,
+            )
+            _register_callbacks(client)
+            default_client = client
+        return default_client
+
+
+def identify(*args: Any, **kwargs: Any) -> tuple[bool, dict[str, Any]]:
+    """`Client.identify` on the default client."""
+    return _default().identify(*args, **kwargs)
+
+
+def track(*args: Any, **kwargs: Any) -> tuple[bool, dict[str, Any]]:
+    """`Client.track` on the default client."""
+    return _default().track(*args, **kwargs)
+
+
+def page(*args: Any, **kwargs: Any) -> tuple[bool, dict[str, Any]]:
+    """`Client.page` on the default client."""
+    return _default().page(*args, **kwargs)
+
+
+def screen(*args: Any, **kwargs: Any) -> tuple[bool, dict[str, Any]]:
+    """`Client.screen` on the default client."""
+    return _default().screen(*args, **kwargs)
+
+
+def group(*args: Any, **kwargs: Any) -> tuple[bool, dict[str, Any]]:
+    """`Client.group` on the default client."""
+    return _default().group(*args, **kwargs)
+
+
+def alias(*args: Any, **kwargs: Any) -> tuple[bool, dict[str, Any]]:
+    """`Client.alias` on the default client."""
+    return _default().alias(*args, **kwargs)
+
+
+def flush(async_: bool = True, *, timeout: float | None = None, **options: Any) -> bool:
+    """`Client.flush` on the default client (True at once when there is none)."""
+    client = default_client
+    return True if client is None else client.flush(async_, timeout=timeout, **options)
+
+
+def shutdown(timeout: float | None = None) -> bool:
+    """`Client.shutdown` on the default client (True at once when there is none)."""
+    client = default_client
+    return True if client is None else client.shutdown(timeout)
+
+
+join = shutdown
+
+
+def on_success(fn: SuccessCallback) -> SuccessCallback:
+    """Call ``fn(data, response)`` after each batch the default client delivers."""
+    _success.append(fn)
+    if default_client is not None:
+        default_client.on_success(fn)
+    return fn
+
+
+def on_failure(fn: FailureCallback) -> FailureCallback:
+    """Call ``fn(data, error)`` for messages the default client drops or cannot deliver."""
+    _failure.append(fn)
+    if default_client is not None:
+        default_client.on_failure(fn)
+    return fn
+
+
+# Public classes show as analytics.X (httpx's habit), not as the private module they live in.
+for _cls in (
+    AnalyticsError,
+    Client,
+    ConfigError,
+    DeliveryError,
+    InvalidEventError,
+    MessageTooLargeError,
+    Response,
+    Stats,
+    UnserializableError,
+):
+    _cls.__module__ = "analytics"

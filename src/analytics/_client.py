@@ -1,0 +1,556 @@
+"""`Client`: the public calls (track, identify ...), callbacks, counters and lifecycle.
+
+The calls validate, build and encode on the calling thread and hand the bytes to the
+`Sender` (DESIGN §3-§5). They never wait on the network and never raise for delivery problems;
+only a programmer error (a bad argument) raises, as a ValueError or TypeError subclass.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from analytics._clock import Clock, SystemClock
+from analytics._config import Config, resolve_aliases
+from analytics._exceptions import ConfigError, DeliveryError, InvalidEventError
+from analytics._message import (
+    _id,
+    _mapping,
+    _text,
+    build,
+    encode,
+    load_encoder,
+    normalize_message,
+    reseed_ids,
+)
+from analytics._retry import Outcome, RetryPolicy
+from analytics._transport import HTTPTransport
+from analytics._worker import Sender
+
+__all__ = ["Client", "Stats"]
+
+logger = logging.getLogger("analytics")
+
+Message = dict[str, Any]
+Result = tuple[bool, Message]
+SuccessCallback = Callable[[list[Message], Outcome], object]
+FailureCallback = Callable[[list[Message], DeliveryError], object]
+ErrorCallback = Callable[[Exception, list[Message]], object]
+Id = str | int | None
+#: At most one log line about dropped messages per this many seconds.
+DROP_LOG_INTERVAL = 10.0
+
+_clients: weakref.WeakSet[Client] = weakref.WeakSet()
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """A snapshot of a client's counters (since it started, or since a fork in a child)."""
+
+    queued: int
+    sent: int
+    failed: int
+    retried: int
+    dropped: dict[str, int] = field(default_factory=dict)
+
+
+class Client:
+    """Sends analytics messages to a Segment-compatible collector from a background thread.
+
+    Thread-safe: any number of threads may call it at once. Fork-safe: a forked child gets an
+    empty queue and its own thread and connection. See the README for every option.
+    """
+
+    def __init__(
+        self,
+        write_key: str | None = None,
+        *,
+        host: str | None = None,
+        flush_at: int | None = None,
+        flush_after: float | Any | None = None,
+        max_queue_size: int | None = None,
+        async_: bool | None = None,
+        sync_mode: bool | None = None,
+        send: bool | None = None,
+        gzip: bool | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        proxies: str | Mapping[str, str] | None = None,
+        log: bool | None = None,
+        log_level: int | None = None,
+        debug: bool | None = None,
+        upload_size: int | None = None,
+        upload_interval: float | None = None,
+        flush_interval: float | None = None,
+        thread: int | None = None,
+        flush_at_exit: bool | None = None,
+        exit_timeout: float | None = None,
+        flush_timeout: float | None = None,
+        on_success: SuccessCallback | None = None,
+        on_failure: FailureCallback | None = None,
+        on_error: ErrorCallback | None = None,
+        clock: Clock | None = None,
+        **options: Any,
+    ) -> None:
+        """Validate the options (raising `ConfigError`); the thread starts on the first call."""
+        extra = set(options) - {"async"}
+        if extra:
+            raise ConfigError(f"unknown option(s): {', '.join(sorted(extra))}")
+        if thread is not None and (
+            isinstance(thread, bool) or not isinstance(thread, int) or thread < 1
+        ):
+            raise ConfigError(f"thread must be a positive integer, not {thread!r}")
+        given = {k: v for k, v in locals().items() if k in _OPTION_NAMES}
+        given.update(options)
+        self.config = Config(write_key=write_key or "", **resolve_aliases(given))
+        _configure_logging(
+            log, self.config.log_level, explicit=log_level is not None or bool(debug)
+        )
+        load_encoder()
+        self._success: list[SuccessCallback] = [on_success] if on_success else []
+        self._failure: list[FailureCallback] = [on_failure] if on_failure else []
+        self._error: list[ErrorCallback] = [on_error] if on_error else []
+        self._tap: Callable[[bytes], object] | None = None if self.config.send else _discard
+        self._sync = self.config.sync_mode
+        self._drop_lock = threading.Lock()
+        self._drop_logged_at = -DROP_LOG_INTERVAL
+        self._drops_unlogged = 0
+        import orjson  # noqa: PLC0415  (loaded by load_encoder above; cheap here)
+
+        self._loads = orjson.loads
+        cfg = self.config
+        self._sender = Sender(
+            transport_factory=self._make_transport,
+            write_key_json=orjson.dumps(cfg.write_key),
+            flush_at=cfg.flush_at,
+            flush_after=cfg.flush_after,
+            max_queue_size=cfg.max_queue_size,
+            policy=RetryPolicy(max_retries=cfg.max_retries),
+            clock=clock or SystemClock(),
+            on_sent=self._report_sent,
+            on_failed=self._report_failed,
+        )
+        _clients.add(self)
+
+    def _make_transport(self) -> HTTPTransport:
+        cfg = self.config
+        return HTTPTransport(
+            cfg.host, cfg.write_key, timeout=cfg.timeout, gzip=cfg.gzip, proxies=cfg.proxies
+        )
+
+    def __repr__(self) -> str:
+        """Show the host, never the write key."""
+        return f"<analytics.Client host={self.config.host!r}>"
+
+    # --- the calls ------------------------------------------------------------------------------
+
+    def identify(
+        self,
+        user_id: Id = None,
+        traits: Mapping[str, Any] | None = None,
+        context: Mapping[str, Any] | None = None,
+        timestamp: Any = None,
+        anonymous_id: Id = None,
+        integrations: Mapping[str, Any] | None = None,
+        message_id: str | None = None,
+        *,
+        session_id: Id = None,
+    ) -> Result:
+        """Record who the user is and their traits. Returns ``(queued, message)``."""
+        fields = {"traits": _mapping(traits, "traits") or {}}
+        anon = _anonymous(anonymous_id, session_id)
+        return self._put(
+            build("identify", fields, user_id, anon, context, timestamp, integrations, message_id)
+        )
+
+    def track(
+        self,
+        user_id: Id = None,
+        event: str | None = None,
+        properties: Mapping[str, Any] | None = None,
+        context: Mapping[str, Any] | None = None,
+        timestamp: Any = None,
+        anonymous_id: Id = None,
+        integrations: Mapping[str, Any] | None = None,
+        message_id: str | None = None,
+        *,
+        session_id: Id = None,
+    ) -> Result:
+        """Record an action the user performed. Returns ``(queued, message)``."""
+        if type(event) is not str or not event:
+            raise InvalidEventError("track() needs event, a non-empty string")
+        fields = {"event": event, "properties": _mapping(properties, "properties") or {}}
+        anon = anonymous_id if session_id is None else _anonymous(anonymous_id, session_id)
+        return self._put(
+            build("track", fields, user_id, anon, context, timestamp, integrations, message_id)
+        )
+
+    def page(
+        self,
+        user_id: Id = None,
+        category: str | None = None,
+        name: str | None = None,
+        properties: Mapping[str, Any] | None = None,
+        context: Mapping[str, Any] | None = None,
+        timestamp: Any = None,
+        anonymous_id: Id = None,
+        integrations: Mapping[str, Any] | None = None,
+        message_id: str | None = None,
+        *,
+        session_id: Id = None,
+    ) -> Result:
+        """Record a page view. Returns ``(queued, message)``."""
+        return self._view(
+            "page",
+            user_id,
+            category,
+            name,
+            properties,
+            context,
+            timestamp,
+            _anonymous(anonymous_id, session_id),
+            integrations,
+            message_id,
+        )
+
+    def screen(
+        self,
+        user_id: Id = None,
+        category: str | None = None,
+        name: str | None = None,
+        properties: Mapping[str, Any] | None = None,
+        context: Mapping[str, Any] | None = None,
+        timestamp: Any = None,
+        anonymous_id: Id = None,
+        integrations: Mapping[str, Any] | None = None,
+        message_id: str | None = None,
+        *,
+        session_id: Id = None,
+    ) -> Result:
+        """Record a screen view in an app. Returns ``(queued, message)``."""
+        return self._view(
+            "screen",
+            user_id,
+            category,
+            name,
+            properties,
+            context,
+            timestamp,
+            _anonymous(anonymous_id, session_id),
+            integrations,
+            message_id,
+        )
+
+    def _view(
+        self,
+        kind: str,
+        user_id: Id,
+        category: object,
+        name: object,
+        properties: object,
+        context: object,
+        timestamp: object,
+        anonymous_id: object,
+        integrations: object,
+        message_id: object,
+    ) -> Result:
+        fields: dict[str, Any] = {}
+        for key, value in (
+            ("name", _text(name, "name")),
+            ("category", _text(category, "category")),
+        ):
+            if value is not None:
+                fields[key] = value
+        fields["properties"] = _mapping(properties, "properties") or {}
+        return self._put(
+            build(kind, fields, user_id, anonymous_id, context, timestamp, integrations, message_id)
+        )
+
+    def group(
+        self,
+        user_id: Id = None,
+        group_id: Id = None,
+        traits: Mapping[str, Any] | None = None,
+        context: Mapping[str, Any] | None = None,
+        timestamp: Any = None,
+        anonymous_id: Id = None,
+        integrations: Mapping[str, Any] | None = None,
+        message_id: str | None = None,
+        *,
+        session_id: Id = None,
+    ) -> Result:
+        """Associate the user with a group (an account, a company). Returns ``(queued, message)``."""
+        gid = _id(group_id, "group_id")
+        if not gid:
+            raise InvalidEventError("group() needs group_id")
+        fields = {"groupId": gid, "traits": _mapping(traits, "traits") or {}}
+        anon = _anonymous(anonymous_id, session_id)
+        return self._put(
+            build("group", fields, user_id, anon, context, timestamp, integrations, message_id)
+        )
+
+    def alias(
+        self,
+        previous_id: Id = None,
+        user_id: Id = None,
+        context: Mapping[str, Any] | None = None,
+        timestamp: Any = None,
+        integrations: Mapping[str, Any] | None = None,
+        message_id: str | None = None,
+    ) -> Result:
+        """Say that ``previous_id`` and ``user_id`` are the same user. Returns ``(queued, message)``."""
+        pid = _id(previous_id, "previous_id")
+        if not pid:
+            raise InvalidEventError("alias() needs previous_id")
+        if user_id is None:
+            raise InvalidEventError("alias() needs user_id")
+        fields = {"previousId": pid}
+        return self._put(
+            build("alias", fields, user_id, None, context, timestamp, integrations, message_id)
+        )
+
+    def enqueue(self, message: Mapping[str, Any], *, timeout: float = 0.0) -> Result:
+        """Queue a message given in SPEC form (camelCase keys), e.g. one read from a file.
+
+        It is validated like the calls (raising `InvalidEventError` naming the field), and
+        ``messageId``, ``timestamp`` and ``context.library`` are filled in when missing. When the
+        queue is full it waits up to ``timeout`` seconds for room (for bulk imports) before
+        dropping; with the default 0 it never waits.
+        """
+        msg = normalize_message(message)
+        if timeout > 0 and not self.config.sync_mode and self._tap is None:
+            self._sender.wait_for_room(timeout)
+        return self._put(msg)
+
+    def _put(self, msg: Message) -> Result:
+        data = encode(msg)
+        if self._tap is None and not self._sync:
+            refused = self._sender.put(data)
+            if refused is None:
+                return True, msg
+            self._drop(refused, msg)
+            return False, msg
+        if self._tap is not None:
+            self._tap(data)
+            return True, msg
+        sender = self._sender
+        if sender.closed:
+            self._drop("shut_down", msg)
+            return False, msg
+        failed = sender.failed
+        sender.deliver([data])  # sync mode: on this thread, with the same limits and retries
+        return sender.failed == failed, msg
+
+    # --- reporting ------------------------------------------------------------------------------
+
+    def on_success(self, fn: SuccessCallback) -> SuccessCallback:
+        """Call ``fn(data, response)`` after each delivered batch (on the sender thread)."""
+        self._success.append(fn)
+        return fn
+
+    def on_failure(self, fn: FailureCallback) -> FailureCallback:
+        """Call ``fn(data, error)`` for messages that were dropped or could not be delivered."""
+        self._failure.append(fn)
+        return fn
+
+    def _report_sent(self, items: list[bytes], outcome: Outcome) -> None:
+        logger.debug("delivered a batch of %d (HTTP %s)", len(items), outcome.status)
+        if self._success:
+            self._call(self._success, self._decode(items), outcome)
+
+    def _report_failed(self, items: list[bytes], error: DeliveryError) -> None:
+        if self._failure or self._error:
+            data = self._decode(items)
+            self._call(self._failure, data, error)
+            for fn in self._error:
+                self._call([fn], error, data)  # Segment's order: on_error(exception, batch)
+
+    def _decode(self, items: list[bytes]) -> list[Message]:
+        result: list[Message] = self._loads(b"[" + b",".join(items) + b"]")
+        return result
+
+    @staticmethod
+    def _call(callbacks: list[Any], first: object, second: object) -> None:
+        for fn in callbacks:
+            try:
+                fn(first, second)
+            except Exception:  # a user's callback must not stop delivery
+                logger.exception("analytics: a callback raised; delivery goes on")
+
+    def _drop(self, reason: str, msg: Message) -> None:
+        now = time.monotonic()
+        with self._drop_lock:
+            self._sender.dropped[reason] += 1
+            self._drops_unlogged += 1
+            log_now = now - self._drop_logged_at >= DROP_LOG_INTERVAL
+            if log_now:
+                count, self._drops_unlogged, self._drop_logged_at = self._drops_unlogged, 0, now
+        if log_now:
+            logger.warning(
+                "analytics: dropped %d message(s) (%s); counted in client.stats.dropped. "
+                "At most one such line per %.0f s.",
+                count,
+                reason,
+                DROP_LOG_INTERVAL,
+            )
+        if self._failure or self._error:
+            error = DeliveryError(reason, _DROP_DETAIL.get(reason, ""))
+            self._call(self._failure, [msg], error)
+            for fn in self._error:
+                self._call([fn], error, [msg])
+
+    @property
+    def stats(self) -> Stats:
+        """A snapshot of the counters: queued, sent, failed, retried, dropped by reason."""
+        s = self._sender
+        return Stats(
+            queued=s.pending(),
+            sent=s.sent,
+            failed=s.failed,
+            retried=s.retried,
+            dropped=dict(s.dropped),
+        )
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def flush(self, async_: bool = True, *, timeout: float | None = None, **options: Any) -> bool:
+        """Send what is queued now.
+
+        The seed's semantics: ``flush()`` wakes the sender and returns at once;
+        ``flush(async_=False)`` (or ``flush(**{"async": False})``) waits up to ``flush_timeout``
+        (30 s); ``flush(timeout=t)`` waits up to ``t`` seconds. Never raises.
+
+        Returns:
+            True when everything queued before the call was delivered (for a call that does not
+            wait: when nothing was pending).
+        """
+        if "async" in options:
+            async_ = bool(options.pop("async"))
+        if options:
+            raise TypeError(f"flush() got unexpected arguments: {', '.join(options)}")
+        if timeout is None and not async_:
+            timeout = self.config.flush_timeout
+        return self._sender.flush(timeout)
+
+    def shutdown(self, timeout: float | None = None) -> bool:
+        """Refuse new messages, deliver what is queued, stop the thread. Idempotent.
+
+        Waits at most ``timeout`` seconds (default ``flush_timeout``, 30 s); what is not
+        delivered by then is reported to ``on_failure`` with reason ``shutdown_timeout``.
+
+        Returns:
+            True when everything queued was delivered.
+        """
+        limit = self.config.flush_timeout if timeout is None else timeout
+        ok = self._sender.shutdown(limit)
+        dropped = sum(self._sender.dropped.values())
+        if dropped:
+            logger.warning(
+                "analytics: %d message(s) were dropped in all: %s",
+                dropped,
+                dict(self._sender.dropped),
+            )
+        return ok
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Segment 2.x's name for `shutdown`."""
+        return self.shutdown(timeout)
+
+    close = join
+
+    def __enter__(self) -> Client:
+        """Use the client in a ``with`` block: it is shut down at the end."""
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Shut down, delivering what is queued (bounded by ``flush_timeout``)."""
+        self.shutdown()
+
+    def _at_exit(self) -> None:
+        if self.config.flush_at_exit and not self._sender.closed and self._sender.pending():
+            ok = self._sender.shutdown(self.config.exit_timeout)
+            if not ok:
+                logger.warning(
+                    "analytics: exiting with %d message(s) not delivered",
+                    self._sender.pending() or self._sender.failed,
+                )
+
+
+_OPTION_NAMES = frozenset(
+    [
+        "host",
+        "flush_at",
+        "flush_after",
+        "max_queue_size",
+        "async_",
+        "sync_mode",
+        "send",
+        "gzip",
+        "timeout",
+        "max_retries",
+        "proxies",
+        "log",
+        "log_level",
+        "debug",
+        "upload_size",
+        "upload_interval",
+        "flush_interval",
+        "flush_at_exit",
+        "exit_timeout",
+        "flush_timeout",
+    ]
+)
+_DROP_DETAIL = {
+    "queue_full": "the queue is full (max_queue_size); the collector is slow or unreachable",
+    "shut_down": "the client was shut down",
+}
+
+
+def _discard(data: bytes) -> None:
+    """The tap of a ``send=False`` client: messages are validated and encoded, then dropped."""
+
+
+def _anonymous(anonymous_id: Id, session_id: Id) -> Id:
+    """The seed's ``session_id`` is today's ``anonymous_id``; both may be given if equal."""
+    if session_id is None:
+        return anonymous_id
+    if anonymous_id is not None and anonymous_id != session_id:
+        raise InvalidEventError("give anonymous_id or session_id (the same thing), not both")
+    return session_id
+
+
+def _configure_logging(log: bool | None, level: int, *, explicit: bool) -> None:
+    """Apply ``log``/``log_level`` to the ``analytics`` logger; never adds a handler.
+
+    The level is set when it was given, or when the application has not set one (the seed's
+    default, INFO); a level the application set on the ``analytics`` logger is left alone.
+    """
+    if log is not None:
+        logger.disabled = not log
+    if explicit or logger.level == logging.NOTSET:
+        logger.setLevel(level)
+
+
+def _after_fork_in_child() -> None:
+    reseed_ids()
+    for client in list(_clients):
+        client._sender.after_fork_in_child()
+
+
+def _exit_all() -> None:
+    for client in list(_clients):
+        try:
+            client._at_exit()
+        except Exception:
+            logger.exception("analytics: error while draining at exit")
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+atexit.register(_exit_all)

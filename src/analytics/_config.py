@@ -1,0 +1,125 @@
+"""Client configuration: one frozen value, built from the seed's and Segment's option names.
+
+The seed (analytics-python 0.x) and Segment's analytics-python 2.x name some options
+differently; both spellings are accepted and mean the same thing:
+
+| seed                      | Segment 2.x                        | meaning, default                          |
+|---------------------------|------------------------------------|-------------------------------------------|
+| ``flush_at``              | ``upload_size``                    | send when this many are queued, 20        |
+| ``flush_after``           | ``upload_interval``/``flush_interval`` | send after this long (s or timedelta), 10 s |
+| ``async_`` (``async``)    | ``sync_mode`` (inverted)           | send on a background thread, True         |
+| ``log_level``             | ``debug=True`` (DEBUG)             | level of the ``analytics`` logger, INFO   |
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from analytics._batch import MAX_BATCH_COUNT
+from analytics._exceptions import ConfigError
+
+__all__ = ["DEFAULT_HOST", "Config", "resolve_aliases"]
+
+DEFAULT_HOST = "https://api.segment.io"
+DEFAULT_FLUSH_AT = 20
+DEFAULT_FLUSH_AFTER = 10.0
+DEFAULT_MAX_QUEUE_SIZE = 100_000
+DEFAULT_TIMEOUT = 15.0
+DEFAULT_MAX_RETRIES = 10
+DEFAULT_EXIT_TIMEOUT = 5.0
+DEFAULT_FLUSH_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    """The validated settings of one `Client` (see the README for each option)."""
+
+    write_key: str
+    host: str = DEFAULT_HOST
+    flush_at: int = DEFAULT_FLUSH_AT
+    flush_after: float = DEFAULT_FLUSH_AFTER
+    max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE
+    sync_mode: bool = False
+    send: bool = True
+    gzip: bool = False
+    timeout: float = DEFAULT_TIMEOUT
+    max_retries: int = DEFAULT_MAX_RETRIES
+    proxies: str | Mapping[str, str] | None = None
+    log: bool = True
+    log_level: int = logging.INFO
+    flush_at_exit: bool = True
+    exit_timeout: float = DEFAULT_EXIT_TIMEOUT
+    flush_timeout: float = DEFAULT_FLUSH_TIMEOUT
+
+    def __post_init__(self) -> None:
+        """Check every value and combination; raise `ConfigError` naming the option."""
+        if not isinstance(self.write_key, str) or (self.send and not self.write_key):
+            raise ConfigError("write_key must be a non-empty string")
+        if not isinstance(self.host, str) or not self.host.startswith(("http://", "https://")):
+            raise ConfigError(f"host must be an http:// or https:// URL, not {self.host!r}")
+        _check_int("flush_at", self.flush_at, 1, MAX_BATCH_COUNT)
+        _check_int("max_queue_size", self.max_queue_size, 1, None)
+        _check_int("max_retries", self.max_retries, 0, None)
+        if self.flush_at > self.max_queue_size:
+            raise ConfigError(
+                f"flush_at ({self.flush_at}) must not exceed max_queue_size ({self.max_queue_size})"
+            )
+        for name in ("flush_after", "timeout", "exit_timeout", "flush_timeout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+                raise ConfigError(f"{name} must be a positive number of seconds, not {value!r}")
+
+
+def _check_int(name: str, value: object, low: int, high: int | None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{name} must be an integer, not {type(value).__name__}")
+    if value < low or (high is not None and value > high):
+        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise ConfigError(f"{name} must be {bound}, not {value}")
+
+
+def seconds(name: str, value: object) -> float:
+    """A duration given as seconds (int or float) or a `datetime.timedelta`."""
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    raise ConfigError(f"{name} must be a number of seconds or a timedelta, not {value!r}")
+
+
+# Segment 2.x and seed spellings -> Config field names.
+_ALIASES = {
+    "upload_size": "flush_at",
+    "upload_interval": "flush_after",
+    "flush_interval": "flush_after",
+}
+
+
+def resolve_aliases(options: dict[str, Any]) -> dict[str, Any]:
+    """Map alias option names onto Config fields; refuse conflicting or unknown names."""
+    out: dict[str, Any] = {}
+    for name, given in options.items():
+        if given is None:
+            continue
+        value = given
+        if name in ("async", "async_"):
+            field, value = "sync_mode", not given
+        elif name == "debug":
+            if not given:
+                continue
+            field, value = "log_level", logging.DEBUG
+        else:
+            field = _ALIASES.get(name, name)
+        if field in out and out[field] != value:
+            raise ConfigError(f"{name} conflicts with another option that sets {field}")
+        out[field] = value
+    unknown = set(out) - set(Config.__dataclass_fields__)
+    if unknown:
+        raise ConfigError(f"unknown option(s): {', '.join(sorted(unknown))}")
+    if "flush_after" in out:
+        out["flush_after"] = seconds("flush_after", out["flush_after"])
+    return out

@@ -1,0 +1,267 @@
+"""The sender: a bounded queue of encoded messages and the one thread that delivers them.
+
+Lifecycle contract (each row is tested):
+
+| call                 | blocks?              | raises? | effect                                              |
+|----------------------|----------------------|---------|-----------------------------------------------------|
+| `put()` (track ...)  | never                | never   | append, or refuse (the caller counts the drop)      |
+| `flush(timeout)`     | at most ``timeout``  | never   | wake the thread and cut backoff short; True when    |
+|                      |                      |         | everything queued before the call was delivered     |
+| `shutdown(timeout)`  | at most ``timeout``  | never   | refuse new messages, drain within the deadline,     |
+|                      |                      |         | report the rest as failed, join, close; idempotent  |
+| fork (child)         | -                    | -       | fresh locks, queue and pool; thread restarts lazily |
+
+The thread is started by the first `put()` (so a client that is never used costs nothing, and
+a forked child starts its own), and it sends at once: the seed's "flush on the first message".
+After that it wakes when ``flush_at`` messages are queued, when ``flush_after`` seconds pass,
+on `flush()` and on `shutdown()`, and each time it sends everything queued, in batches as large
+as the limits allow.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections import Counter, deque
+from collections.abc import Callable
+from typing import Any
+
+from analytics._batch import MAX_BATCH_BYTES, envelope, envelope_size, take_batch
+from analytics._clock import Clock
+from analytics._exceptions import DeliveryError
+from analytics._message import now_iso
+from analytics._retry import Outcome, RetryPolicy, RetryState
+
+__all__ = ["Sender"]
+
+logger = logging.getLogger("analytics")
+
+#: Called with the batch's encoded items and the final outcome or error.
+SentHook = Callable[[list[bytes], Outcome], None]
+FailedHook = Callable[[list[bytes], DeliveryError], None]
+TransportFactory = Callable[[], Any]
+
+
+class Sender:
+    """Owns the queue, the worker thread and the delivery loop of one `Client`."""
+
+    def __init__(
+        self,
+        *,
+        transport_factory: TransportFactory,
+        write_key_json: bytes,
+        flush_at: int,
+        flush_after: float,
+        max_queue_size: int,
+        policy: RetryPolicy,
+        clock: Clock,
+        on_sent: SentHook,
+        on_failed: FailedHook,
+    ) -> None:
+        """Set up an idle sender; nothing runs until the first `put()`."""
+        self._transport_factory = transport_factory
+        self._write_key_json = write_key_json
+        self._max_bytes = MAX_BATCH_BYTES - envelope_size(write_key_json)
+        self.flush_at = flush_at
+        self.flush_after = flush_after
+        self.max_queue_size = max_queue_size
+        self.policy = policy
+        self.clock = clock
+        self._on_sent = on_sent
+        self._on_failed = on_failed
+        self.closed = False
+        self._init_state()
+
+    def _init_state(self) -> None:
+        """(Re)create everything a forked child must not share with its parent."""
+        self.queue: deque[bytes] = deque()
+        self._lock = threading.Lock()
+        self._settled = threading.Condition(self._lock)
+        self._wakeup = threading.Event()
+        self._interrupt = threading.Event()  # set by flush/shutdown: cuts a backoff wait short
+        self._wake_sent = False
+        self._thread: threading.Thread | None = None
+        self._transport: Any = None
+        self._stopping = False
+        self._deadline: float | None = None
+        self._resolved = 0  # messages taken off the queue and settled (sent or failed)
+        self._in_flight = 0
+        self.sent = 0
+        self.failed = 0
+        self.retried = 0
+        self.dropped: Counter[str] = Counter()
+
+    # --- the calling thread ---------------------------------------------------------------------
+
+    def put(self, data: bytes) -> str | None:
+        """Queue one encoded message. Never blocks.
+
+        Returns:
+            None when queued, else why not: ``"queue_full"`` or ``"shut_down"``.
+        """
+        if self.closed:
+            return "shut_down"
+        queue = self.queue
+        if len(queue) >= self.max_queue_size:
+            return "queue_full"
+        queue.append(data)
+        if self._thread is None:
+            self._start()
+        elif len(queue) >= self.flush_at and not self._wake_sent:
+            # A plain flag read first: Event.set takes a lock, so it is done once per wake-up.
+            self._wake_sent = True
+            self._wakeup.set()
+        return None
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is not None or self._stopping:
+                return
+            thread = threading.Thread(target=self._run, name="analytics-sender", daemon=True)
+            try:
+                thread.start()
+            except RuntimeError:  # interpreter shutting down: shutdown() drains on its thread
+                logger.debug("could not start the sender thread", exc_info=True)
+                return
+            self._thread = thread
+
+    def wait_for_room(self, timeout: float) -> bool:
+        """Block up to ``timeout`` until the queue has room (bulk imports only). True if it has."""
+        if len(self.queue) < self.max_queue_size:
+            return True
+        self._wakeup.set()
+        with self._settled:
+            return (
+                self._settled.wait_for(
+                    lambda: len(self.queue) < self.max_queue_size or not self._alive(), timeout
+                )
+                and len(self.queue) < self.max_queue_size
+            )
+
+    def pending(self) -> int:
+        """Messages queued or in flight."""
+        return len(self.queue) + self._in_flight
+
+    def flush(self, timeout: float | None) -> bool:
+        """Wake the thread; with a timeout, wait that long for what is queued now to settle."""
+        with self._lock:
+            target = self._resolved + self._in_flight + len(self.queue)
+            failed_before = self.failed
+        if self._thread is None and self.queue:
+            self._start()
+        self._interrupt.set()
+        self._wakeup.set()
+        if timeout is None:
+            return target == self._resolved
+        with self._settled:
+            done = self._settled.wait_for(
+                lambda: self._resolved >= target or not self._alive(), timeout
+            )
+        if not done or self._resolved < target:
+            return False
+        return self.failed == failed_before
+
+    def _alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def shutdown(self, timeout: float) -> bool:
+        """Refuse new messages, deliver what is queued within ``timeout``, stop the thread."""
+        if self.closed:
+            return not self.queue
+        self.closed = True
+        deadline = self.clock.monotonic() + timeout
+        failed_before = self.failed
+        with self._lock:
+            self._deadline = deadline
+            self._stopping = True
+            thread = self._thread
+        self._interrupt.set()
+        self._wakeup.set()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(max(0.0, deadline - self.clock.monotonic()) + 0.5)
+        if not self._alive():
+            self._drain()  # no thread (never started, died, or exiting): drain here, bounded
+        if self._transport is not None:
+            self._transport.close()
+        return not self.queue and self._in_flight == 0 and self.failed == failed_before
+
+    def after_fork_in_child(self) -> None:
+        """Forget the parent's queue, thread, locks and connections (they belong to the parent)."""
+        self._init_state()
+
+    # --- the worker thread ----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            self._wake_sent = False
+            self._wakeup.clear()
+            try:
+                self._drain()
+            except Exception:  # a bug must not kill delivery: log it and go on
+                logger.exception("analytics sender: unexpected error; continuing")
+            if self._stopping:
+                return
+            if len(self.queue) < self.flush_at:
+                self._wakeup.wait(self.flush_after)
+
+    def _drain(self) -> None:
+        """Send everything queued, in batches within the limits, and settle each batch."""
+        while True:
+            with self._lock:
+                items = take_batch(self.queue, self._max_bytes)
+                self._in_flight = len(items)
+            if not items:
+                return
+            try:
+                self.deliver(items)
+            finally:
+                with self._lock:
+                    self._resolved += len(items)
+                    self._in_flight = 0
+                    self._settled.notify_all()
+
+    def deliver(self, items: list[bytes]) -> None:
+        """Send one batch, retrying by the policy; report it as sent or failed. Never raises."""
+        clock = self.clock
+        state = RetryState(started=clock.monotonic())
+        while True:
+            remaining = None if self._deadline is None else self._deadline - clock.monotonic()
+            if remaining is not None and remaining <= 0:
+                self._fail(items, DeliveryError("shutdown_timeout", "shutdown deadline reached"))
+                return
+            if self._transport is None:
+                self._transport = self._transport_factory()
+            body = envelope(items, now_iso(), self._write_key_json)
+            outcome = self._transport.send(body, state.attempts, remaining)
+            state, delay, reason = self.policy.decide(
+                state, outcome, clock.monotonic(), random.random()
+            )
+            if outcome.delivered:
+                self.sent += len(items)
+                self._on_sent(items, outcome)
+                return
+            if delay is None:
+                detail = outcome.error or f"HTTP {outcome.status}"
+                self._fail(items, DeliveryError(reason, detail, outcome.status))
+                return
+            if remaining is not None and delay >= remaining:
+                detail = (
+                    f"shutdown deadline reached; last attempt: {outcome.error or outcome.status}"
+                )
+                self._fail(items, DeliveryError("shutdown_timeout", detail, outcome.status))
+                return
+            self.retried += 1
+            logger.debug(
+                "batch of %d not delivered (%s); retry in %.2fs",
+                len(items),
+                outcome.error or outcome.status,
+                delay,
+            )
+            clock.sleep(self._interrupt, delay)
+            self._interrupt.clear()
+
+    def _fail(self, items: list[bytes], error: DeliveryError) -> None:
+        self.failed += len(items)
+        logger.warning("analytics: %d messages not delivered: %s", len(items), error)
+        self._on_failed(items, error)
