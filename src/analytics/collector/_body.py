@@ -69,6 +69,11 @@ class Inflater:
             return zlib.decompressobj(16 + zlib.MAX_WBITS)
         return zlib.decompressobj(-zlib.MAX_WBITS if raw else zlib.MAX_WBITS)
 
+    @property
+    def size(self) -> int:
+        """Decoded bytes produced so far (never more than ``cap + 1``)."""
+        return self._size
+
     def feed(self, data: bytes) -> None:
         """Decode ``data``; raise :class:`RequestError` when invalid or over the cap."""
         if not self._started and data:

@@ -1,0 +1,44 @@
+"""Shared fixtures: a real collector on 127.0.0.1 for any test that needs a server.
+
+``collector`` is a started :class:`analytics.collector.CollectorServer` on a free port with a
+fresh SQLite file and no write keys (any key is accepted on loopback); it is stopped after the
+test. ``collector_factory(**kwargs)`` starts more servers with custom arguments (``write_keys``,
+``read_timeout``, ``limits``, ``db`` ...); each gets its own database unless ``db`` is given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from analytics.collector import CollectorServer
+
+
+@pytest.fixture
+def collector_factory(tmp_path: Path) -> Iterator[Callable[..., CollectorServer]]:
+    """Start collectors on demand; every one started here is stopped at teardown."""
+    from analytics.collector import CollectorServer
+
+    servers: list[CollectorServer] = []
+
+    def start(**kwargs: Any) -> CollectorServer:
+        kwargs.setdefault("db", tmp_path / f"collector-{len(servers)}.db")
+        kwargs.setdefault("host", "127.0.0.1")
+        kwargs.setdefault("port", 0)
+        server = CollectorServer(**kwargs)
+        servers.append(server)
+        return server.start()
+
+    yield start
+    for server in reversed(servers):
+        server.stop(timeout=10.0)
+
+
+@pytest.fixture
+def collector(collector_factory: Callable[..., CollectorServer]) -> CollectorServer:
+    """A running collector on 127.0.0.1, port 0, tmp database, accepting any write key."""
+    return collector_factory()
