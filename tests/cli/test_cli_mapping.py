@@ -100,8 +100,8 @@ def test_defaults_fill_missing_fields_and_merge_objects() -> None:
         "event": "Other",
         "properties": {"color": "Red", "revenue": 17.9},
     }
-    assert not NO_DEFAULTS
-    assert defaults
+    assert NO_DEFAULTS.or_none() is None
+    assert defaults.or_none() is defaults
 
 
 def test_defaults_are_not_shared_between_messages() -> None:

@@ -9,8 +9,11 @@ by the collector (it answers 200 only after committing), so a count reported as 
 from __future__ import annotations
 
 import collections
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
+
+import orjson
 
 from analytics import DeliveryError
 
@@ -20,6 +23,7 @@ __all__ = [
     "compact_ranges",
     "describe_failure",
     "is_unreachable",
+    "parse_refusals",
 ]
 
 # DeliveryError reasons that are about this process, not about the collector's answer.
@@ -38,6 +42,8 @@ def describe_failure(error: DeliveryError, host: str) -> str:
     """One sentence for a person: what happened and, when it helps, what to do."""
     detail = f": {error.detail}" if error.detail else ""
     status = error.status
+    if error.reason == "refused":
+        return f"the collector refused it{detail}"
     if status in (401, 403):
         return (
             f"the collector at {host} refused the write key (HTTP {status}){detail};"
@@ -51,6 +57,29 @@ def describe_failure(error: DeliveryError, host: str) -> str:
         f"could not reach the collector at {host} ({error.reason}{detail});"
         " is it running? (start one with `analytics serve`)"
     )
+
+
+def parse_refusals(body: bytes) -> list[tuple[int, str]]:
+    """The messages our collector refused in a 200 answer: ``[(index, reason), ...]``.
+
+    Our collector lists them as ``"refused": [{"index", "code", "reason"}]``; other APIs
+    (Segment answers ``{"success": true}``) list nothing, and nothing is taken as refused.
+    """
+    if b'"refused"' not in body or b'"refused":[]' in body:
+        return []
+    try:
+        answer = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return []
+    refused = answer.get("refused") if isinstance(answer, dict) else None
+    if not isinstance(refused, list):
+        return []
+    found = []
+    for item in refused:
+        if isinstance(item, dict) and isinstance(item.get("index"), int):
+            reason = item.get("reason") or item.get("code") or "refused"
+            found.append((item["index"], str(reason)))
+    return found
 
 
 def compact_ranges(numbers: Iterable[int]) -> list[tuple[int, int]]:
@@ -67,13 +96,15 @@ def compact_ranges(numbers: Iterable[int]) -> list[tuple[int, int]]:
 class DeliveryTracker:
     """Counters and a failure queue fed by the client's callbacks.
 
-    Thread-safety: the callbacks run on the client's single worker thread and only do
-    `+=` on ints and `deque.append`; the main thread reads counters and pops failures.
+    Thread-safety: the callbacks run on the clients' sender threads (one per client) and
+    update the counters under a lock, once per batch; the main thread reads the counters and
+    pops failures (deque operations are atomic).
     """
 
     def __init__(self, ids: dict[str, Any] | None = None) -> None:
         """Start with nothing sent; `ids` (messageId -> anything) loses acknowledged ids."""
         self.ids = ids
+        self._lock = threading.Lock()
         self.sent = 0
         self.failed = 0
         self.unreachable = False
@@ -83,8 +114,17 @@ class DeliveryTracker:
         )
 
     def on_success(self, data: Sequence[Mapping[str, Any]], response: object) -> None:
-        """Count an acknowledged batch (worker thread)."""
-        self.sent += len(data)
+        """Count an acknowledged batch, less the messages the collector refused (worker
+        thread)."""
+        refused = parse_refusals(getattr(response, "body", b"") or b"")
+        refused = [(i, reason) for i, reason in refused if 0 <= i < len(data)]
+        for index, reason in refused:
+            error = DeliveryError("refused", reason, getattr(response, "status", None))
+            self.last_error = error
+            self.failures.append(([data[index]], error))
+        with self._lock:
+            self.failed += len(refused)
+            self.sent += len(data) - len(refused)
         ids = self.ids
         if ids:
             for message in data:
@@ -92,7 +132,8 @@ class DeliveryTracker:
 
     def on_failure(self, data: Sequence[Mapping[str, Any]], error: DeliveryError) -> None:
         """Count and queue a batch given up on (worker thread)."""
-        self.failed += len(data)
+        with self._lock:
+            self.failed += len(data)
         self.last_error = error
         if is_unreachable(error):
             self.unreachable = True

@@ -7,11 +7,12 @@ and the summary); the loop is `_importer.Importer`, the line mapping `_mapping`.
 from __future__ import annotations
 
 import contextlib
+import gc
 import signal
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any
+from typing import Any, BinaryIO
 
 import click
 
@@ -65,13 +66,35 @@ class Plan:
     column_map: ColumnMap | None = None
 
 
-def _defaults(default_type: str | None, event: str | None, **dicts: Any) -> Defaults:
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the import run needs, checked."""
+
+    plans: Sequence[Plan]
+    maps: Sequence[str]
+    log_map: LogMap
+    defaults: Defaults | None
+    write_key: str
+    host: str
+    timeout: float
+    retries: int
+    batch_size: int
+    connections: int
+    progress: bool
+    progress_interval: float
+
+
+def _defaults(default_type: str | None, event: str | None, **dicts: Any) -> Defaults | None:
     fields = {k: v for k, v in (("type", default_type), ("event", event)) if v is not None}
-    return Defaults(fields=fields, dicts={k: v for k, v in dicts.items() if v is not None})
+    return Defaults(
+        fields=fields, dicts={k: v for k, v in dicts.items() if v is not None}
+    ).or_none()
 
 
 def _plan(paths: Sequence[str], fmt: str | None, maps: Sequence[str]) -> list[Plan]:
     """Decide each source's format and check CSV headers against --map, before sending."""
+    if list(paths).count("-") > 1:
+        raise click.UsageError("`-` (standard input) can be given once")
     plans = []
     for path in paths:
         kind = fmt or ("jsonl" if path == "-" else guess_format(path))
@@ -82,6 +105,15 @@ def _plan(paths: Sequence[str], fmt: str | None, maps: Sequence[str]) -> list[Pl
     if maps and all(p.fmt == "jsonl" for p in plans):
         raise click.UsageError("--map applies to csv and log input (see --format)")
     return plans
+
+
+def _log_map(plans: Sequence[Plan], maps: Sequence[str]) -> LogMap:
+    if not maps or not any(p.fmt == "log" for p in plans):
+        return parse_log_map(DEFAULT_LOG_MAP)
+    try:
+        return parse_log_map(",".join(maps))
+    except ValueError as exc:
+        raise click.UsageError(f"--map (log): {exc}") from None
 
 
 def _read_column_map(path: str, maps: Sequence[str]) -> ColumnMap:
@@ -100,7 +132,7 @@ def _column_map(reader: CsvReader, path: str, maps: Sequence[str]) -> ColumnMap:
         raise click.UsageError(f"{display_name(path)}:1: {exc}") from None
 
 
-def _decode_log(log_map: LogMap, defaults: Defaults) -> Callable[[bytes], dict[str, Any]]:
+def _decode_log(log_map: LogMap, defaults: Defaults | None) -> Callable[[bytes], dict[str, Any]]:
     def mapper(raw: bytes) -> dict[str, Any]:
         try:
             line = raw.decode()
@@ -111,36 +143,37 @@ def _decode_log(log_map: LogMap, defaults: Defaults) -> Callable[[bytes], dict[s
     return mapper
 
 
-def _run_source(
-    importer: Importer, plan: Plan, maps: Sequence[str], log_map: LogMap, defaults: Defaults
-) -> None:
+def _json_mapper(defaults: Defaults | None) -> Callable[[bytes], dict[str, Any]]:
+    if defaults is None:
+        return map_json_line
+    return lambda raw: map_json_line(raw, defaults)
+
+
+def _run_source(importer: Importer, plan: Plan, settings: Settings) -> None:
     index = importer.add_source(display_name(plan.path))
     stream = open_input(plan.path)
     try:
         if plan.fmt == "csv":
-            _run_csv(importer, index, stream, plan, maps, defaults)
-        elif plan.fmt == "log":
-            reader = LineReader(stream)
-            importer.feed(index, reader, _decode_log(log_map, defaults), reader)
+            _run_csv(importer, index, stream, plan, settings)
         else:
             reader = LineReader(stream)
-            importer.feed(index, reader, lambda raw: map_json_line(raw, defaults), reader)
+            if plan.fmt == "log":
+                mapper = _decode_log(settings.log_map, settings.defaults)
+            else:
+                mapper = _json_mapper(settings.defaults)
+            importer.feed(index, reader, mapper, reader)
     finally:
         if plan.path != "-":
             stream.close()
 
 
 def _run_csv(
-    importer: Importer,
-    index: int,
-    stream: Any,
-    plan: Plan,
-    maps: Sequence[str],
-    defaults: Defaults,
+    importer: Importer, index: int, stream: BinaryIO, plan: Plan, settings: Settings
 ) -> None:
     reader = CsvReader(stream)
+    defaults = settings.defaults
     try:
-        column_map = _column_map(reader, plan.path, maps)  # stdin's header is read here
+        column_map = _column_map(reader, plan.path, settings.maps)  # stdin's header: read here
         importer.feed(index, reader, lambda row: map_csv_row(row, column_map, defaults), reader)
     finally:
         reader.detach()
@@ -163,12 +196,26 @@ def _stop_on_signals(importer: Importer) -> Iterator[None]:
             signal.signal(sig, old)
 
 
+@contextlib.contextmanager
+def _few_gc_passes() -> Iterator[None]:
+    """Run the cyclic GC less often: an import makes millions of short-lived dicts, no cycles.
+
+    Measured: ~1.3 us less per line. Everything is collected again afterwards.
+    """
+    thresholds = gc.get_threshold()
+    gc.set_threshold(100_000, 50, 100)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+
+
 def _exit_code(result: ImportResult) -> int:
     if result.stopped == "interrupted":
         return EXIT_INTERRUPTED
     if result.stopped == "unreachable" or (result.sent == 0 and result.not_delivered):
         return EXIT_UNREACHABLE
-    if result.refused or result.not_delivered:
+    if result.stopped or result.refused or result.not_delivered:
         return EXIT_NOT_DELIVERED
     return 0
 
@@ -216,6 +263,13 @@ def _exit_code(result: ImportResult) -> int:
     show_default=True,
     help="Events per request.",
 )
+@click.option(
+    "--connections",
+    type=click.IntRange(1, 8),
+    default=2,
+    show_default=True,
+    help="Requests in flight at once (one sending thread each).",
+)
 @click.option("--progress/--no-progress", default=True, help="Show progress on standard error.")
 @click.option(
     "--progress-interval",
@@ -239,6 +293,7 @@ def import_command(
     timeout: float,
     retries: int,
     batch_size: int,
+    connections: int,
     progress: bool,
     progress_interval: float,
 ) -> None:
@@ -248,76 +303,71 @@ def import_command(
     goes on. Exit 0 when every line was delivered, 1 when some were refused or not
     delivered, 3 when the collector could not be reached, 130 after Ctrl-C.
     """
-    key = require_write_key(write_key)
-    if files.count("-") > 1:
-        raise click.UsageError("`-` (standard input) can be given once")
     plans = _plan(files, fmt, maps)
-    try:
-        log_map = parse_log_map(",".join(maps) if maps else DEFAULT_LOG_MAP)
-    except ValueError as exc:
-        if any(p.fmt == "log" for p in plans):
-            raise click.UsageError(f"--map: {exc}") from None
-        log_map = parse_log_map(DEFAULT_LOG_MAP)
     if default_type is None and any(p.fmt == "log" for p in plans):
         default_type = "track"
-    defaults = _defaults(default_type, event, properties=properties, traits=traits, context=context)
-    sizes = [input_size(p) for p in files]
-    total = None if None in sizes else sum(s or 0 for s in sizes)
-    result = _run(
-        plans,
-        maps,
-        log_map,
-        defaults,
-        key,
-        host,
-        timeout,
-        retries,
-        batch_size,
-        make_reporter(progress, progress_interval, total),
-        total,
+    settings = Settings(
+        plans=plans,
+        maps=maps,
+        log_map=_log_map(plans, maps),
+        defaults=_defaults(
+            default_type, event, properties=properties, traits=traits, context=context
+        ),
+        write_key=require_write_key(write_key),
+        host=host,
+        timeout=timeout,
+        retries=retries,
+        batch_size=batch_size,
+        connections=connections,
+        progress=progress,
+        progress_interval=progress_interval,
     )
+    result = run_import(settings)
     click.get_current_context().exit(_exit_code(result))
 
 
-def _run(
-    plans: Sequence[Plan],
-    maps: Sequence[str],
-    log_map: LogMap,
-    defaults: Defaults,
-    key: str,
-    host: str,
-    timeout: float,
-    retries: int,
-    batch_size: int,
-    reporter: Any,
-    total: int | None,
-) -> ImportResult:
+def _make_clients(settings: Settings, tracker: DeliveryTracker) -> list[analytics.Client]:
+    return [
+        analytics.Client(
+            settings.write_key,
+            host=settings.host,
+            flush_at=settings.batch_size,
+            flush_after=0.5,
+            max_queue_size=QUEUE_SIZE // settings.connections,
+            max_retries=settings.retries,
+            timeout=min(settings.timeout, 30.0),
+            log=False,
+            on_success=tracker.on_success,
+            on_failure=tracker.on_failure,
+        )
+        for _ in range(settings.connections)
+    ]
+
+
+def run_import(settings: Settings) -> ImportResult:
+    """Run the import, print the summary, and return the result."""
+    sizes = [input_size(plan.path) for plan in settings.plans]
+    total = None if None in sizes else sum(size or 0 for size in sizes)
+    reporter = make_reporter(settings.progress, settings.progress_interval, total)
     tracker = DeliveryTracker(ids={})
-    client = analytics.Client(
-        key,
-        host=host,
-        flush_at=batch_size,
-        flush_after=0.5,
-        max_queue_size=QUEUE_SIZE,
-        max_retries=retries,
-        timeout=min(timeout, 30.0),
-        log=False,
-        on_success=tracker.on_success,
-        on_failure=tracker.on_failure,
-    )
     importer = Importer(
-        client, tracker, reporter, host=host, enqueue_timeout=timeout, total_bytes=total
+        _make_clients(settings, tracker),
+        tracker,
+        reporter,
+        host=settings.host,
+        enqueue_timeout=settings.timeout,
+        total_bytes=total,
     )
-    with _stop_on_signals(importer):
+    with _stop_on_signals(importer), _few_gc_passes():
         try:
-            for plan in plans:
+            for plan in settings.plans:
                 if importer.stopped:
                     break
-                _run_source(importer, plan, maps, log_map, defaults)
+                _run_source(importer, plan, settings)
         except OSError as exc:
-            importer.reporter.log(f"error: {exc}")
+            reporter.log(f"error: {exc}")
             importer.stop("read_error")
-        result = importer.finish(timeout)
+        result = importer.finish(settings.timeout)
     for line in summary_lines(result):
         click.echo(line, err=True)
     click.echo(

@@ -49,7 +49,7 @@ class Importer:
 
     def __init__(
         self,
-        client: analytics.Client,
+        clients: Sequence[analytics.Client],
         tracker: DeliveryTracker,
         reporter: Reporter,
         *,
@@ -57,8 +57,9 @@ class Importer:
         enqueue_timeout: float,
         total_bytes: int | None,
     ) -> None:
-        """Use `client` (built with `tracker`'s callbacks) and report through `reporter`."""
-        self.client = client
+        """Send with `clients` (built with `tracker`'s callbacks, used in turn every
+        `CHECK_EVERY` lines so their requests overlap) and report through `reporter`."""
+        self.clients = list(clients)
         self.tracker = tracker
         self.reporter = reporter
         self.host = host
@@ -103,7 +104,8 @@ class Importer:
         self, index: int, records: Iterable[tuple[int, Any]], mapper: Mapper, reader: Any
     ) -> None:
         prefix = f"import-{self.run_id}-{index}-"
-        enqueue = self.client.enqueue
+        clients = self.clients
+        enqueue = clients[0].enqueue
         own = self.own_ids
         timeout = self.enqueue_timeout
         read = 0
@@ -120,14 +122,16 @@ class Importer:
                         message["messageId"] = prefix + str(lineno)
                     else:
                         own[mid] = (index, lineno)
-                    if not enqueue(message, timeout=timeout)[0]:
-                        self.refuse(index, lineno, "not queued: the send queue stayed full")
+                    # A message the client drops (queue still full after `timeout`) comes
+                    # back through on_failure, with its line, like any undelivered one.
+                    enqueue(message, timeout=timeout)
                 except (LineError, ValueError, TypeError) as exc:
                     self.refuse(index, lineno, str(exc))
                 if not read & (CHECK_EVERY - 1):
                     self._checkpoint(read, reader.consumed, index, lineno)
                     if self.stopped:
                         break
+                    enqueue = clients[(read // CHECK_EVERY) % len(clients)].enqueue
         finally:
             self.read += read
             if read:
@@ -184,13 +188,16 @@ class Importer:
         A collector that cannot be reached is not waited for. A second Ctrl-C during the
         wait (KeyboardInterrupt) stops waiting; what was acknowledged stays counted.
         """
+        deadline = time.monotonic() + timeout
         try:
             if self.stopped != "unreachable":
-                self.client.flush(timeout=timeout)
+                for client in self.clients:  # they all send meanwhile: one deadline for all
+                    client.flush(timeout=max(deadline - time.monotonic(), 0.0))
         except KeyboardInterrupt:
             self.stop("interrupted")
         finally:
-            self.client.shutdown(timeout=min(timeout, 2.0))
+            for client in self.clients:
+                client.shutdown(timeout=min(max(deadline - time.monotonic(), 0.1), 2.0))
         self.report_failures()
         duration = time.monotonic() - self.started
         sent = self.tracker.sent

@@ -105,9 +105,9 @@ class Defaults:
     fields: Mapping[str, Any] = field(default_factory=dict)
     dicts: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
-    def __bool__(self) -> bool:
-        """True when there is anything to apply."""
-        return bool(self.fields or self.dicts)
+    def or_none(self) -> Defaults | None:
+        """None when there is nothing to apply (the mappers then skip the call)."""
+        return self if self.fields or self.dicts else None
 
     def apply(self, message: dict[str, Any]) -> dict[str, Any]:
         """Fill `message` in place with the defaults it lacks and return it."""
@@ -173,7 +173,7 @@ def check_message(message: Mapping[str, Any]) -> bool:
     return stamp is not None and check_timestamp(stamp)
 
 
-def map_json_line(raw: bytes | str, defaults: Defaults) -> dict[str, Any]:
+def map_json_line(raw: bytes | str, defaults: Defaults | None = None) -> dict[str, Any]:
     """Turn one JSON line (SPEC camelCase or snake_case keys) into a message."""
     try:
         obj = orjson.loads(raw)
@@ -182,7 +182,7 @@ def map_json_line(raw: bytes | str, defaults: Defaults) -> dict[str, Any]:
     if type(obj) is not dict:
         raise LineError(f"expected a JSON object, got {_json_kind(obj)}")
     obj = normalize_keys(obj)
-    if defaults:
+    if defaults is not None:
         defaults.apply(obj)
     return obj
 
@@ -290,7 +290,7 @@ def parse_log_map(spec: str) -> LogMap:
     return LogMap(targets, setters)
 
 
-def map_log_line(line: str, log_map: LogMap, defaults: Defaults) -> dict[str, Any]:
+def map_log_line(line: str, log_map: LogMap, defaults: Defaults | None = None) -> dict[str, Any]:
     """Turn one log line into a message."""
     count = len(log_map.setters)
     parts = line.split(None, count - 1)
@@ -302,7 +302,7 @@ def map_log_line(line: str, log_map: LogMap, defaults: Defaults) -> dict[str, An
     for setter, value in zip(log_map.setters, parts, strict=True):
         if setter is not None:
             setter(message, value)
-    if defaults:
+    if defaults is not None:
         defaults.apply(message)
     return message
 
@@ -360,7 +360,9 @@ def _parse_pairs(items: Iterable[str]) -> dict[str, str]:
     return pairs
 
 
-def map_csv_row(row: Sequence[str], column_map: ColumnMap, defaults: Defaults) -> dict[str, Any]:
+def map_csv_row(
+    row: Sequence[str], column_map: ColumnMap, defaults: Defaults | None = None
+) -> dict[str, Any]:
     """Turn one CSV row into a message; empty cells are left out."""
     if len(row) != len(column_map.columns):
         raise LineError(f"expected {len(column_map.columns)} columns, found {len(row)}")
@@ -368,6 +370,6 @@ def map_csv_row(row: Sequence[str], column_map: ColumnMap, defaults: Defaults) -
     for setter, value in zip(column_map.setters, row, strict=True):
         if setter is not None and value != "":
             setter(message, value)
-    if defaults:
+    if defaults is not None:
         defaults.apply(message)
     return message

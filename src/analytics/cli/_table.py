@@ -12,7 +12,7 @@ import orjson
 __all__ = ["COLUMNS", "event_rows", "format_table", "print_table"]
 
 COLUMNS = ("type", "user", "event", "timestamp", "receivedAt", "details")
-DETAILS_WIDTH = 48
+DETAILS_WIDTH = 64
 
 
 def _details(message: Mapping[str, Any]) -> str:
