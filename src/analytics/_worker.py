@@ -79,6 +79,7 @@ class Sender:
         self._lock = threading.Lock()
         self._settled = threading.Condition(self._lock)
         self._wakeup = threading.Event()
+        self.idle = threading.Event()
         self._interrupt = threading.Event()  # set by flush/shutdown: cuts a backoff wait short
         self._wake_sent = False
         self._thread: threading.Thread | None = None
@@ -203,7 +204,9 @@ class Sender:
             if self._stopping:
                 return
             if len(self.queue) < self.flush_at:
+                self.idle.set()  # observable by tests: the thread is waiting for work
                 self._wakeup.wait(self.flush_after)
+                self.idle.clear()
 
     def _drain(self) -> None:
         """Send everything queued, in batches within the limits, and settle each batch."""
@@ -230,10 +233,15 @@ class Sender:
             if remaining is not None and remaining <= 0:
                 self._fail(items, DeliveryError("shutdown_timeout", "shutdown deadline reached"))
                 return
-            if self._transport is None:
-                self._transport = self._transport_factory()
-            body = envelope(items, now_iso(), self._write_key_json)
-            outcome = self._transport.send(body, state.attempts, remaining)
+            try:
+                if self._transport is None:
+                    self._transport = self._transport_factory()
+                body = envelope(items, now_iso(), self._write_key_json)
+                outcome = self._transport.send(body, state.attempts, remaining)
+            except Exception as exc:  # a bug here must not lose the batch silently
+                logger.exception("analytics: unexpected error while sending")
+                self._fail(items, DeliveryError("internal_error", repr(exc)))
+                return
             state, delay, reason = self.policy.decide(
                 state, outcome, clock.monotonic(), random.random()
             )

@@ -1,0 +1,145 @@
+"""Fixtures for the client tests: a small scripted HTTP server on 127.0.0.1.
+
+The scripted server answers each request with the next step of its script (status, headers,
+delay, or a dropped connection) and then 200, and records every request it got, decoded.
+End-to-end delivery to the real collector uses the ``collector`` fixture of tests/conftest.py.
+"""
+
+from __future__ import annotations
+
+import gzip
+import http.server
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+import analytics
+
+
+@dataclass
+class Step:
+    """One scripted answer."""
+
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0  # seconds before answering (waits on an Event, so stop() cuts it short)
+    reset: bool = False  # close the connection without answering
+
+
+@dataclass
+class Received:
+    """One request as the server saw it."""
+
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+class ScriptedServer:
+    """A threaded HTTP server on 127.0.0.1 that follows a script and records requests."""
+
+    def __init__(self) -> None:
+        self.script: list[Step] = []
+        self.requests: list[Received] = []
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                raw = self.rfile.read(int(self.headers["Content-Length"]))
+                if self.headers.get("Content-Encoding") == "gzip":
+                    raw = gzip.decompress(raw)
+                with server._cond:
+                    step = server.script.pop(0) if server.script else Step()
+                if step.delay:
+                    server._stop.wait(step.delay)
+                if step.reset:
+                    self.connection.setsockopt(
+                        socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+                    )
+                    self.close_connection = True
+                    with server._cond:
+                        server._cond.notify_all()
+                    return
+                with server._cond:
+                    server.requests.append(Received(self.path, dict(self.headers), json.loads(raw)))
+                    server._cond.notify_all()
+                body = b'{"success": true}' if step.status < 300 else b'{"success": false}'
+                self.send_response(step.status)
+                for key, value in step.headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread.start()
+
+    def messages(self) -> list[dict[str, Any]]:
+        """Every message received, in arrival order, duplicates included."""
+        with self._cond:
+            return [m for r in self.requests for m in r.body["batch"]]
+
+    def wait_for_messages(self, count: int, timeout: float = 10.0) -> bool:
+        """Wait (bounded) until at least ``count`` messages arrived."""
+        with self._cond:
+            return self._cond.wait_for(
+                lambda: sum(len(r.body["batch"]) for r in self.requests) >= count, timeout
+            )
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+@pytest.fixture
+def server() -> Iterator[ScriptedServer]:
+    """A scripted server, stopped after the test."""
+    srv = ScriptedServer()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def make_client() -> Iterator[Any]:
+    """Make clients that are shut down (bounded) after the test."""
+    clients: list[analytics.Client] = []
+
+    def make(*args: Any, **kwargs: Any) -> analytics.Client:
+        kwargs.setdefault("flush_at_exit", False)
+        client = analytics.Client(*args, **kwargs)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.shutdown(timeout=2.0)
+
+
+@pytest.fixture(autouse=True)
+def _reset_default_client() -> Iterator[None]:
+    """Each test starts and ends without a module-level default client or callbacks."""
+    yield
+    client = analytics.default_client
+    analytics.default_client = None
+    analytics._success.clear()
+    analytics._failure.clear()
+    analytics.write_key = None
+    analytics.host = None
+    if client is not None:
+        client.shutdown(timeout=2.0)
