@@ -14,11 +14,6 @@ and the default client is made from them.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Mapping
-from typing import Any
-
-from analytics._client import Client, ErrorCallback, FailureCallback, Stats, SuccessCallback
 from analytics._exceptions import (
     AnalyticsError,
     ConfigError,
@@ -27,8 +22,16 @@ from analytics._exceptions import (
     MessageTooLargeError,
     UnserializableError,
 )
-from analytics._retry import Outcome as Response
 from analytics._version import __version__
+
+# Not `from typing import TYPE_CHECKING`: importing typing alone costs more than this package.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
+
+    from analytics._client import Client, ErrorCallback, FailureCallback, Stats, SuccessCallback
+    from analytics._retry import Outcome as Response
 
 __all__ = [
     "AnalyticsError",
@@ -69,9 +72,25 @@ max_retries: int | None = None
 proxies: str | Mapping[str, str] | None = None
 
 default_client: Client | None = None
-_lock = threading.Lock()
 _success: list[SuccessCallback] = []
 _failure: list[FailureCallback] = []
+
+
+def __getattr__(name: str) -> Any:
+    """Import the client machinery on first use, so ``import analytics`` stays fast.
+
+    ``import analytics`` loads only this module, the exceptions and the version; `Client`
+    (with threading, logging and, on first use, orjson and urllib3) loads when first named.
+    """
+    if name in ("Client", "Stats"):
+        from analytics import _client  # noqa: PLC0415
+
+        return getattr(_client, name)
+    if name == "Response":
+        from analytics._retry import Outcome  # noqa: PLC0415
+
+        return Outcome
+    raise AttributeError(f"module 'analytics' has no attribute {name!r}")
 
 
 def init(write_key: str, **options: Any) -> Client:
@@ -80,9 +99,11 @@ def init(write_key: str, **options: Any) -> Client:
     Takes every `Client` option, e.g. ``init(key, flush_at=1, async_=False, log_level=DEBUG)``.
     """
     global default_client
+    from analytics._client import Client, default_lock  # noqa: PLC0415
+
     client = Client(write_key, **options)
     _register_callbacks(client)
-    with _lock:
+    with default_lock:
         old, default_client = default_client, client
     if old is not None:
         old.shutdown()
@@ -101,7 +122,9 @@ def _default() -> Client:
     client = default_client
     if client is not None:
         return client
-    with _lock:
+    from analytics._client import Client, default_lock  # noqa: PLC0415
+
+    with default_lock:
         if default_client is None:
             if not write_key and send:
                 raise ConfigError(
@@ -184,18 +207,3 @@ def on_failure(fn: FailureCallback) -> FailureCallback:
     if default_client is not None:
         default_client.on_failure(fn)
     return fn
-
-
-# Public classes show as analytics.X (httpx's habit), not as the private module they live in.
-for _cls in (
-    AnalyticsError,
-    Client,
-    ConfigError,
-    DeliveryError,
-    InvalidEventError,
-    MessageTooLargeError,
-    Response,
-    Stats,
-    UnserializableError,
-):
-    _cls.__module__ = "analytics"

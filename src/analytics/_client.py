@@ -48,6 +48,8 @@ Id = str | int | None
 DROP_LOG_INTERVAL = 10.0
 
 _clients: weakref.WeakSet[Client] = weakref.WeakSet()
+#: Guards the creation of the module-level default client (analytics.init / first call).
+default_lock = threading.Lock()
 
 
 @dataclass(frozen=True, slots=True)
@@ -551,6 +553,9 @@ def _exit_all() -> None:
         except Exception:
             logger.exception("analytics: error while draining at exit")
 
+
+# Public classes show as analytics.X (httpx's habit), not as the private module they live in.
+Client.__module__ = Stats.__module__ = "analytics"
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
 atexit.register(_exit_all)

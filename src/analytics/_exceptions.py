@@ -60,3 +60,14 @@ class DeliveryError(AnalyticsError):
         self.reason = reason
         self.detail = detail
         self.status = status
+
+
+for _cls in (
+    AnalyticsError,
+    ConfigError,
+    DeliveryError,
+    InvalidEventError,
+    MessageTooLargeError,
+    UnserializableError,
+):
+    _cls.__module__ = "analytics"
