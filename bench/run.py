@@ -37,15 +37,15 @@ FULL: dict[str, Any] = {
     "profile_n": 300_000,
 }
 QUICK: dict[str, Any] = {
-    "n": 10_000,
-    "fault_n": 5_000,
+    "n": 5_000,
+    "fault_n": 2_000,
     "rounds": dict.fromkeys([*SCENARIOS, "spool"], 1),
-    "import_runs": 3,
+    "import_runs": 2,
     "capacity_s": 1.0,
     "timeout": {"throughput": 40, "rss": 30, "burst": 40, "slow": 30, "fail503": 40},
-    "collector": {"senders": 4, "batches": 10, "rounds": 1},
-    "import_lines": 50_000,
-    "profile_n": 50_000,
+    "collector": {"senders": 4, "batches": 5, "rounds": 1},
+    "import_lines": 20_000,
+    "profile_n": 30_000,
 }
 
 
@@ -255,8 +255,11 @@ def extras(results: dict[str, Any], cfg: dict[str, Any], feats: dict[str, bool])
         )
         print(f"cli import: {results['cli_import']}", flush=True)
     if feats["client"]:
+        out_dir = harness.RESULTS if results["mode"] == "quick" else harness.ROOT / "docs"
         results["profile"] = sub_bench(
-            "profile_client.py", ["--n", str(cfg["profile_n"])], timeout=120
+            "profile_client.py",
+            ["--n", str(cfg["profile_n"]), "--out-dir", str(out_dir)],
+            timeout=120,
         )
         print(f"profile: {results['profile'].get('summary', results['profile'])}", flush=True)
 

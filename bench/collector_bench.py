@@ -1,0 +1,227 @@
+"""The collector's ingest: concurrent sender processes post 500-event batches to
+`analytics serve`; events/s stored and committed (200 means committed), p50/p99 request
+latency, and the floor measured in the same run: orjson.loads of the same bodies plus one
+sqlite3 executemany of the same rows (read back from the collector's database) into a fresh
+database with the same schema, in one process.
+
+    python collector_bench.py --senders 4 --batches 100 --rounds 3
+
+Prints one line `RESULT {json}`."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import http.client
+import json
+import multiprocessing as mp
+import os
+import queue
+import shutil
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from workload import EVENT, properties
+
+PER_BATCH = 500
+WRITE_KEY = "bench-collector-key"
+HEADERS = {
+    "Content-Type": "application/json",
+    "Authorization": "Basic " + base64.b64encode(f"{WRITE_KEY}:".encode()).decode(),
+}
+
+
+def make_bodies(sender: int, batches: int) -> list[bytes]:
+    """The request bodies of one sender: SPEC-format track messages with unique messageIds."""
+    out = []
+    for b in range(batches):
+        batch = []
+        for k in range(PER_BATCH):
+            i = (sender * batches + b) * PER_BATCH + k
+            batch.append(
+                {
+                    "type": "track",
+                    "userId": f"user-{i % 1000}",
+                    "event": EVENT,
+                    "properties": properties(i),
+                    "messageId": str(uuid.uuid4()),
+                    "timestamp": "2024-05-01T12:30:15.250Z",
+                    "context": {"library": {"name": "bench", "version": "0"}},
+                }
+            )
+        body = {"batch": batch, "sentAt": "2024-05-01T12:30:16.000Z", "writeKey": WRITE_KEY}
+        out.append(orjson.dumps(body))
+    return out
+
+
+def sender(port: int, bodies: list[bytes], barrier: Any, results: Any) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    lat: list[float] = []
+    statuses: dict[int, int] = {}
+    barrier.wait(timeout=60)
+    start = time.perf_counter()
+    for body in bodies:
+        t0 = time.perf_counter()
+        conn.request("POST", "/v1/batch", body=body, headers=HEADERS)
+        resp = conn.getresponse()
+        resp.read()
+        lat.append(time.perf_counter() - t0)
+        statuses[resp.status] = statuses.get(resp.status, 0) + 1
+    results.put({"start": start, "end": time.perf_counter(), "lat": lat, "statuses": statuses})
+    conn.close()
+
+
+def start_server(db: Path) -> tuple[subprocess.Popen[bytes], int]:
+    exe = Path(sys.executable).with_name("analytics")
+    cmd = [str(exe), "serve", "--port", "0", "--db", str(db), "--log-level", "warning"]
+    p = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+    )
+    lines: queue.Queue[bytes] = queue.Queue()
+    assert p.stdout is not None
+    out = p.stdout
+    threading.Thread(target=lambda: [lines.put(ln) for ln in out], daemon=True).start()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=max(0.01, deadline - time.monotonic())).decode()
+        except queue.Empty:
+            break
+        if "Listening on http://" in line:
+            port = int(line.split("Listening on http://", 1)[1].split()[0].split(":")[1])
+            return p, port
+    stop_server(p)
+    raise RuntimeError("analytics serve did not announce its address within 30 s")
+
+
+def stop_server(p: subprocess.Popen[bytes]) -> None:
+    if p.poll() is None:
+        os.killpg(p.pid, signal.SIGTERM)
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait(timeout=10)
+
+
+def ingest(port: int, bodies: list[list[bytes]]) -> dict[str, Any]:
+    ctx = mp.get_context("fork")
+    barrier = ctx.Barrier(len(bodies) + 1)
+    results = ctx.Queue()
+    procs = [ctx.Process(target=sender, args=(port, b, barrier, results)) for b in bodies]
+    for p in procs:
+        p.start()
+    barrier.wait(timeout=60)
+    got = [results.get(timeout=180) for _ in procs]
+    for p in procs:
+        p.join(timeout=30)
+    lat = sorted(x for g in got for x in g["lat"])
+    statuses: dict[str, int] = {}
+    for g in got:
+        for k, v in g["statuses"].items():
+            statuses[str(k)] = statuses.get(str(k), 0) + v
+    secs = max(g["end"] for g in got) - min(g["start"] for g in got)
+    acked = statuses.get("200", 0) * PER_BATCH
+    return {
+        "seconds": secs,
+        "acked_events": acked,
+        "events_per_s": acked / secs,
+        "p50_ms": lat[len(lat) // 2] * 1000,
+        "p99_ms": lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000,
+        "statuses": statuses,
+    }
+
+
+def floor(db: Path, bodies: list[bytes], workdir: Path) -> dict[str, Any]:
+    """orjson.loads of the same bodies + one executemany of the same rows, one process."""
+    src = sqlite3.connect(db)
+    ddl = [r[0] for r in src.execute("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL")]
+    cols = [r[1] for r in src.execute("PRAGMA table_info(events)") if r[1] != "seq"]
+    rows = src.execute(f"SELECT {', '.join(cols)} FROM events").fetchall()
+    src.close()
+    dst = sqlite3.connect(workdir / "floor.db", isolation_level=None)
+    dst.execute("PRAGMA journal_mode=WAL")
+    dst.execute("PRAGMA synchronous=NORMAL")
+    for stmt in ddl:
+        dst.execute(stmt)
+    insert = (
+        f"INSERT OR IGNORE INTO events ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+    )
+    t0 = time.perf_counter()
+    n = 0
+    for body in bodies:
+        n += len(orjson.loads(body)["batch"])
+    t1 = time.perf_counter()
+    dst.execute("BEGIN")
+    dst.executemany(insert, rows)
+    dst.execute("COMMIT")
+    t2 = time.perf_counter()
+    dst.close()
+    return {
+        "events": n,
+        "rows": len(rows),
+        "loads_s": t1 - t0,
+        "insert_s": t2 - t1,
+        "events_per_s": n / (t2 - t0),
+    }
+
+
+def one_round(senders: int, batches: int, workdir: Path) -> dict[str, Any]:
+    bodies = [make_bodies(s, batches) for s in range(senders)]
+    db = workdir / "collector.db"
+    server, port = start_server(db)
+    try:
+        res = ingest(port, bodies)
+    finally:
+        stop_server(server)
+    conn = sqlite3.connect(db)
+    res["stored"] = conn.execute("SELECT count(*) FROM events").fetchone()[0]
+    conn.close()
+    res["floor"] = floor(db, [b for bs in bodies for b in bs], workdir)
+    res["vs_floor"] = res["events_per_s"] / res["floor"]["events_per_s"]
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--senders", type=int, default=4)
+    ap.add_argument("--batches", type=int, default=100, help="batches per sender")
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+    out: dict[str, Any] = {
+        "senders": args.senders,
+        "batch": PER_BATCH,
+        "events_per_round": args.senders * args.batches * PER_BATCH,
+    }
+    rounds = []
+    try:
+        for _ in range(args.rounds):
+            workdir = Path(tempfile.mkdtemp(prefix="bench-collector-"))
+            try:
+                rounds.append(one_round(args.senders, args.batches, workdir))
+            finally:
+                shutil.rmtree(workdir, ignore_errors=True)
+    except Exception as exc:
+        out["error"] = f"{type(exc).__name__}: {exc}"
+    out["rounds"] = rounds
+    if rounds:
+        out["median_events_per_s"] = statistics.median(r["events_per_s"] for r in rounds)
+        out["median_vs_floor"] = statistics.median(r["vs_floor"] for r in rounds)
+    sys.stdout.write("RESULT " + json.dumps(out) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,175 @@
+"""Profiles our client's hot path with py-spy: the throughput workload (worker.py, client
+"ours") against the benchmark sink, sampled with one py-spy run for the flame graph
+(docs/profile-client.svg) and one for a text summary of where the time goes, per thread
+(docs/profile-client.txt).
+
+    python profile_client.py --n 300000
+
+Prints one line `RESULT {json}` with the summary's top entries."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import harness
+
+DOCS = harness.ROOT / "docs"
+RATE = 400  # samples per second
+FRAME = re.compile(r"^(?P<fn>.+?) \((?P<file>[^:]+):(?P<line>\d+)\)$")
+
+
+def pyspy(sink: harness.Sink, n: int, fmt: str, out: Path) -> harness.Proc:
+    exe = Path(sys.executable).with_name("py-spy")
+    cmd = [
+        str(exe),
+        "record",
+        "-r",
+        str(RATE),
+        "--threads",
+        "-f",
+        fmt,
+        "-o",
+        str(out),
+        "--",
+        sys.executable,
+        str(harness.BENCH / "worker.py"),
+        "--client",
+        "ours",
+        "--scenario",
+        "throughput",
+        "--n",
+        str(n),
+        "--sink",
+        sink.url,
+        "--budget",
+        "40",
+    ]
+    return harness.run(cmd, timeout=90)
+
+
+def short(frame: str) -> str:
+    """`Client.track (analytics/_client.py:191)` -> `Client.track (_client.py:191)`, followed
+    by that source line when it is one of ours."""
+    m = FRAME.match(frame)
+    if not m:
+        return frame
+    text = ""
+    if m["file"].startswith("analytics/"):
+        try:
+            src = (harness.ROOT / "src" / m["file"]).read_text().splitlines()
+            text = "  `" + src[int(m["line"]) - 1].strip()[:70] + "`"
+        except (OSError, IndexError):
+            pass
+    return f"{m['fn']} ({Path(m['file']).name}:{m['line']}){text}"
+
+
+def parse(raw: str) -> list[tuple[list[str], int]]:
+    stacks = []
+    for line in raw.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if stack and count.isdigit():
+            stacks.append((stack.split(";"), int(count)))
+    return stacks
+
+
+def below(stacks: list[tuple[list[str], int]], marker: str) -> tuple[Counter[str], int]:
+    """Samples under the first frame whose name starts with `marker`, keyed by the next frame
+    down (the frame's own line when the sample stops there)."""
+    c: Counter[str] = Counter()
+    for frames, count in stacks:
+        for i, f in enumerate(frames):
+            if f.startswith(marker):
+                key = short(frames[i + 1]) if i + 1 < len(frames) else short(f) + " [self]"
+                c[key] += count
+                break
+    return c, sum(c.values())
+
+
+def leaves(stacks: list[tuple[list[str], int]], thread: str) -> Counter[str]:
+    c: Counter[str] = Counter()
+    for frames, count in stacks:
+        if thread in frames[0]:
+            c[short(frames[-1])] += count
+    return c
+
+
+def table(title: str, c: Counter[str], total: int, top: int = 12) -> list[str]:
+    out = [f"{title} ({total} samples)"]
+    for k, v in c.most_common(top):
+        out.append(f"  {100 * v / max(total, 1):5.1f}%  {k}")
+    return [*out, ""]
+
+
+def summarize(stacks: list[tuple[list[str], int]], n: int) -> tuple[list[str], dict[str, Any]]:
+    main_total = sum(c for f, c in stacks if "MainThread" in f[0])
+    sender_total = sum(c for f, c in stacks if "MainThread" not in f[0])
+    track, track_total = below(stacks, "Client.track ")
+    put, put_total = below(stacks, "Client._put ")
+    build, build_total = below(stacks, "build ")
+    lines = [
+        f"py-spy record -r {RATE} --threads, worker.py --client ours --scenario throughput "
+        f"--n {n}; samples of running (non-idle) threads only.",
+        f"caller thread: {main_total} samples, of which {track_total} inside Client.track "
+        f"({100 * track_total / max(main_total, 1):.0f}%; the rest is the benchmark loop "
+        "building the properties dict and timing the call)",
+        f"other threads (sender): {sender_total} samples",
+        "",
+        *table("Client.track, by the frame it calls", track, track_total),
+        *table("Client._put, by the frame it calls (encode = orjson + size check)", put, put_total),
+        *table("build (the message dict), by line", build, build_total),
+        *table("caller thread, leaf frames", leaves(stacks, "MainThread"), main_total),
+        *table("sender thread, leaf frames", leaves(stacks, "sender"), sender_total, 15),
+    ]
+    summary = {
+        "main_samples": main_total,
+        "track_samples": track_total,
+        "sender_samples": sender_total,
+        "track_top": [
+            [k, round(100 * v / max(track_total, 1), 1)] for k, v in track.most_common(6)
+        ],
+        "put_top": [[k, round(100 * v / max(put_total, 1), 1)] for k, v in put.most_common(4)],
+        "sender_leaf_top": [
+            [k, round(100 * v / max(sender_total, 1), 1)]
+            for k, v in leaves(stacks, "sender").most_common(6)
+        ],
+    }
+    return lines, summary
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=300_000)
+    ap.add_argument("--out-dir", default=str(DOCS), help="where profile-client.{txt,svg} go")
+    args = ap.parse_args()
+    out_dir = Path(args.out_dir)
+    out: dict[str, Any] = {"n": args.n}
+    raw = harness.RESULTS / "profile-client.raw"
+    sink = harness.Sink()
+    try:
+        p = pyspy(sink, args.n, "raw", raw)
+        if p.rc != 0 or not raw.exists():
+            raise RuntimeError(f"py-spy failed: {p.out[-500:]}")
+        lines, summary = summarize(parse(raw.read_text()), args.n)
+        (out_dir / "profile-client.txt").write_text("\n".join(lines) + "\n")
+        out["summary"] = summary
+        svg = out_dir / "profile-client.svg"
+        p = pyspy(sink, args.n, "flamegraph", svg)
+        out["svg"] = str(svg) if p.rc == 0 else None
+    except Exception as exc:
+        out["error"] = f"{type(exc).__name__}: {exc}"
+    finally:
+        sink.stop()
+    sys.stdout.write("RESULT " + json.dumps(out) + "\n")
+
+
+if __name__ == "__main__":
+    main()
