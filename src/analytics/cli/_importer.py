@@ -40,8 +40,9 @@ class ImportResult:
     refused: int
     not_delivered: int
     duration: float
-    stopped: str | None  # None, "interrupted" or "unreachable"
+    stopped: str | None  # None, "interrupted", "unreachable" or "read_error"
     last_read: str | None  # "file:line" of the last line read
+    unreachable: bool  # some batch failed without any answer from the collector
 
 
 class Importer:
@@ -154,6 +155,12 @@ class Importer:
             total=self.total_bytes,
         )
 
+    def _where(self) -> str:
+        """`file:line` of the last line read."""
+        if self.last is None:
+            return "the start"
+        return f"{self.names[self.last[0]]}:{self.last[1]}"
+
     def _warn_naive(self, index: int, lineno: int, message: Mapping[str, Any]) -> None:
         if not self.naive_warned:
             self.naive_warned = True
@@ -189,6 +196,11 @@ class Importer:
         wait (KeyboardInterrupt) stops waiting; what was acknowledged stays counted.
         """
         deadline = time.monotonic() + timeout
+        if self.stopped == "interrupted":
+            self.reporter.log(
+                f"interrupted after {self._where()}: delivering the events already read"
+                f" (at most {timeout:g}s; Ctrl-C again to stop now)"
+            )
         try:
             if self.stopped != "unreachable":
                 for client in self.clients:  # they all send meanwhile: one deadline for all
@@ -202,7 +214,7 @@ class Importer:
         duration = time.monotonic() - self.started
         sent = self.tracker.sent
         accepted = self.read - self.refused
-        last = None if self.last is None else f"{self.names[self.last[0]]}:{self.last[1]}"
+        last = None if self.last is None else self._where()
         self.reporter.close(self.counts())
         return ImportResult(
             read=self.read,
@@ -212,6 +224,7 @@ class Importer:
             duration=duration,
             stopped=self.stopped,
             last_read=last,
+            unreachable=self.tracker.unreachable,
         )
 
 

@@ -1,0 +1,318 @@
+"""`analytics import`, run as a user would, against a real collector on 127.0.0.1."""
+
+from __future__ import annotations
+
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+from cli_helpers import WRITE_KEY, cli_env, run_cli
+
+from analytics.collector import CollectorServer
+
+SUMMARY = re.compile(r"read ([\d,]+), sent ([\d,]+), refused ([\d,]+)")
+
+
+def counts(stdout: str) -> tuple[int, int, int]:
+    """(read, sent, refused) from the summary line."""
+    match = SUMMARY.search(stdout)
+    assert match, stdout
+    read, sent, refused = (int(g.replace(",", "")) for g in match.groups())
+    return read, sent, refused
+
+
+def write_jsonl(path: Path, messages: list[dict[str, object]]) -> Path:
+    path.write_bytes(b"".join(orjson.dumps(m) + b"\n" for m in messages))
+    return path
+
+
+def test_jsonl_import_keeps_timestamps_and_reports_bad_lines(
+    collector: CollectorServer, tmp_path: Path
+) -> None:
+    """Good lines (camelCase or snake_case) are stored with their timestamps; every bad line
+    is reported as file:line with the reason; the import goes on; exit 1."""
+    path = tmp_path / "history.jsonl"
+    path.write_text(
+        '{"type":"track","userId":"u1","event":"Played","timestamp":"2012-10-17T18:58:57.911Z"}\n'
+        "{not json\n"
+        "\n"
+        '{"user_id":"u2","event":"No type"}\n'
+        '{"type":"identify","user_id":"u2","traits":{"plan":"pro"},'
+        '"timestamp":"2012-10-17T20:58:57.911+02:00"}\n'
+        '{"type":"track","userId":"u3","event":"When?","timestamp":"yesterday"}\n'
+        '{"type":"track","userId":"u3"}\n'
+        "[1,2]\n"
+    )
+    result = run_cli(["import", str(path), "--host", collector.url])
+    assert result.returncode == 1, result.stderr
+    assert f"{path}:2: invalid JSON" in result.stderr
+    assert f'{path}:4: no "type"' in result.stderr
+    assert f"{path}:6: timestamp 'yesterday' is not ISO-8601" in result.stderr
+    assert f"{path}:7: a track message needs event" in result.stderr
+    assert f"{path}:8: expected a JSON object, got an array" in result.stderr
+    assert counts(result.stdout) == (7, 2, 5)
+    stored = {m["userId"]: m for m in collector.store.events()}
+    assert set(stored) == {"u1", "u2"}
+    assert stored["u1"]["originalTimestamp"] == "2012-10-17T18:58:57.911Z"
+    assert stored["u2"]["originalTimestamp"] == "2012-10-17T18:58:57.911Z"
+    assert stored["u2"]["traits"] == {"plan": "pro"}
+
+
+def test_clean_import_exits_0_and_message_ids_make_it_idempotent(
+    collector: CollectorServer, tmp_path: Path
+) -> None:
+    """Lines with their own messageId: importing the file twice stores them once."""
+    path = write_jsonl(
+        tmp_path / "ids.jsonl",
+        [
+            {"type": "track", "userId": f"u{i}", "event": "E", "messageId": f"fixed-{i}"}
+            for i in range(50)
+        ],
+    )
+    for _ in range(2):
+        result = run_cli(["import", str(path), "--host", collector.url])
+        assert result.returncode == 0, result.stderr
+        assert counts(result.stdout) == (50, 50, 0)
+    assert collector.store.count() == 50
+
+
+def test_defaults_fill_lines(collector: CollectorServer, tmp_path: Path) -> None:
+    """--type, --event and --properties apply to lines that lack them."""
+    path = write_jsonl(tmp_path / "a.jsonl", [{"userId": "u1", "properties": {"a": 1}}])
+    result = run_cli(
+        [
+            "import",
+            str(path),
+            "--type",
+            "track",
+            "--event",
+            "Imported",
+            "--properties",
+            '{"source": "cli", "a": 0}',
+            "--host",
+            collector.url,
+        ]
+    )
+    assert result.returncode == 0, result.stderr
+    [stored] = collector.store.events()
+    assert stored["event"] == "Imported"
+    assert stored["properties"] == {"source": "cli", "a": 1}
+
+
+def test_csv_with_a_column_mapping(collector: CollectorServer, tmp_path: Path) -> None:
+    """CSV: header columns renamed with --map, typed properties, one bad row reported."""
+    path = tmp_path / "orders.csv"
+    path.write_text(
+        "who,when,what,price,plan\n"
+        "u1,2012-10-17T18:58:57.911Z,Bought a shirt,17.90,pro\n"
+        "u2,2012-10-17T19:00:00.000Z,Bought a hat\n"
+        "u3,2012-10-17T19:01:00.000Z,Bought socks,3,free\n"
+    )
+    result = run_cli(
+        [
+            "import",
+            str(path),
+            "--type",
+            "track",
+            "--host",
+            collector.url,
+            "--map",
+            "who=userId,when=timestamp,what=event",
+            "--map",
+            "price=properties.revenue",
+            "--map",
+            "plan=context.traits.plan",
+        ]
+    )
+    assert result.returncode == 1, result.stderr
+    assert f"{path}:3: expected 5 columns, found 3" in result.stderr
+    assert counts(result.stdout) == (3, 2, 1)
+    stored = {m["userId"]: m for m in collector.store.events()}
+    assert stored["u1"]["event"] == "Bought a shirt"
+    assert stored["u1"]["properties"] == {"revenue": 17.9}
+    assert stored["u1"]["context"]["traits"] == {"plan": "pro"}
+    assert stored["u1"]["originalTimestamp"] == "2012-10-17T18:58:57.911Z"
+    assert stored["u3"]["properties"] == {"revenue": 3}
+
+
+def test_csv_unknown_column_stops_before_sending(
+    collector: CollectorServer, tmp_path: Path
+) -> None:
+    """An unmapped, unknown column: exit 2 with a hint, and nothing is sent."""
+    path = tmp_path / "users.csv"
+    path.write_text("type,userId,plan\nidentify,u1,pro\n")
+    result = run_cli(["import", str(path), "--host", collector.url])
+    assert result.returncode == 2
+    assert "unknown column 'plan'" in result.stderr
+    assert "--map 'plan=properties.plan'" in result.stderr
+    assert collector.store.count() == 0
+
+
+def test_seed_log_lines_through_a_log_mapping(collector: CollectorServer, tmp_path: Path) -> None:
+    """The seed's 'Server Logs Example' as a file: --map names the fields in order."""
+    path = tmp_path / "server.log"
+    path.write_text(
+        "2012-10-17T18:58:57.911Z ilya@segment.io /purchased/tshirt\n"
+        "2012-10-17T20:03:12.250+02:00 calvin@segment.io /purchased/tshirt\n"
+        "garbage\n"
+    )
+    result = run_cli(
+        [
+            "import",
+            str(path),
+            "--map",
+            "timestamp,userId,properties.url",
+            "--event",
+            "Bought a shirt",
+            "--properties",
+            '{"color": "Blue", "revenue": 17.90}',
+            "--host",
+            collector.url,
+        ]
+    )
+    assert result.returncode == 1, result.stderr
+    assert f"{path}:3: expected 3 fields (timestamp,userId,properties.url), found 1" in (
+        result.stderr
+    )
+    stored = {m["userId"]: m for m in collector.store.events(event="Bought a shirt")}
+    assert stored["ilya@segment.io"]["originalTimestamp"] == "2012-10-17T18:58:57.911Z"
+    assert stored["calvin@segment.io"]["originalTimestamp"] == "2012-10-17T18:03:12.250Z"
+    assert stored["ilya@segment.io"]["properties"] == {
+        "color": "Blue",
+        "revenue": 17.9,
+        "url": "/purchased/tshirt",
+    }
+
+
+def test_stdin_and_naive_timestamps_warned_once(collector: CollectorServer, tmp_path: Path) -> None:
+    """`-` reads standard input; naive timestamps are taken as UTC with a single warning."""
+    lines = b"".join(
+        orjson.dumps(
+            {"type": "track", "userId": "u", "event": "E", "timestamp": f"2020-01-0{i}T10:00:00"}
+        )
+        + b"\n"
+        for i in range(1, 4)
+    )
+    result = run_cli(["import", "-", "--host", collector.url], stdin=lines)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("has no timezone") == 1
+    assert "<stdin>:1: timestamp '2020-01-01T10:00:00' has no timezone" in result.stderr
+    stamps = sorted(m["originalTimestamp"] for m in collector.store.events())
+    assert stamps == [f"2020-01-0{i}T10:00:00.000Z" for i in range(1, 4)]
+
+
+def test_missing_file_is_a_usage_error(tmp_path: Path) -> None:
+    """A file that does not exist: exit 2, named, before anything is sent."""
+    result = run_cli(["import", str(tmp_path / "nope.jsonl")])
+    assert result.returncode == 2
+    assert "nope.jsonl" in result.stderr
+    assert "does not exist" in result.stderr
+
+
+def test_collector_down(closed_port_url: str, tmp_path: Path) -> None:
+    """Nothing listening: the lines are reported not delivered with the reason; exit 3."""
+    path = write_jsonl(tmp_path / "a.jsonl", [{"type": "track", "userId": "u", "event": "E"}] * 3)
+    started = time.monotonic()
+    result = run_cli(
+        ["import", str(path), "--host", closed_port_url, "--retries", "1", "--timeout", "10"],
+        timeout=40,
+    )
+    assert result.returncode == 3, result.stderr
+    assert f"{path}:1-3: not delivered: could not reach the collector" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert counts(result.stdout) == (3, 0, 0)
+    assert "not delivered 3" in result.stdout
+    assert time.monotonic() - started < 20
+
+
+def test_wrong_write_key_reports_lines(
+    collector_factory: Callable[..., CollectorServer], tmp_path: Path
+) -> None:
+    """A refused key: every line reported with the HTTP 401 reason; the key is not shown."""
+    server = collector_factory(write_keys=["right-key-3"])
+    path = write_jsonl(tmp_path / "a.jsonl", [{"type": "track", "userId": "u", "event": "E"}] * 2)
+    result = run_cli(["import", str(path), "--host", server.url])
+    assert result.returncode == 1
+    assert f"{path}:1-2: not delivered: the collector at {server.url} refused the write key" in (
+        result.stderr
+    )
+    assert WRITE_KEY not in result.stdout + result.stderr
+
+
+def test_plain_progress_lines_when_not_a_terminal(
+    collector: CollectorServer, tmp_path: Path
+) -> None:
+    """Output to a pipe: periodic plain lines with counters and rate, no escape codes."""
+    path = write_jsonl(
+        tmp_path / "many.jsonl",
+        [{"type": "track", "userId": f"u{i}", "event": "E"} for i in range(20_000)],
+    )
+    result = run_cli(["import", str(path), "--host", collector.url, "--progress-interval", "0.05"])
+    assert result.returncode == 0, result.stderr
+    progress = [line for line in result.stderr.splitlines() if line.startswith("import: ")]
+    assert progress, result.stderr
+    assert re.search(r"import: [\d,]+ read, [\d,]+ sent, 0 refused, [\d,]+ lines/s", progress[0])
+    assert "\x1b[" not in result.stderr
+    assert counts(result.stdout) == (20_000, 20_000, 0)
+    assert "events/s" in result.stdout
+    assert collector.store.count() == 20_000
+
+
+def test_ctrl_c_stops_cleanly_and_loses_nothing_reported_sent(
+    collector: CollectorServer, tmp_path: Path
+) -> None:
+    """SIGINT mid-import: exit 130, says where it stopped, and every event it reports as sent
+    is stored."""
+    total = 300_000
+    path = write_jsonl(
+        tmp_path / "big.jsonl",
+        [{"type": "track", "userId": f"u{i % 100}", "event": "E"} for i in range(total)],
+    )
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "analytics",
+            "import",
+            str(path),
+            "--host",
+            collector.url,
+            "--progress-interval",
+            "0.1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(ANALYTICS_WRITE_KEY=WRITE_KEY),
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    stderr_pipe, stdout_pipe = proc.stderr, proc.stdout
+    assert stderr_pipe is not None
+    assert stdout_pipe is not None
+    reader = threading.Thread(target=lambda: [lines.put(x) for x in stderr_pipe], daemon=True)
+    reader.start()
+    try:
+        while not lines.get(timeout=60).startswith("import: "):  # the import is under way
+            pass
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=90)
+        stdout = stdout_pipe.read()
+        reader.join(timeout=10)
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+        stdout_pipe.close()
+        stderr_pipe.close()
+    stderr = "".join(lines.queue)
+    assert proc.returncode == 130, stderr
+    assert f"interrupted: stopped after {path}:" in stderr
+    read, sent, _ = counts(stdout)
+    assert 0 < read < total
+    assert collector.store.count() >= sent > 0
