@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
+import pty
 import queue
 import re
+import select
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import threading
 import time
 from collections.abc import Callable
@@ -258,7 +264,7 @@ def test_plain_progress_lines_when_not_a_terminal(
     assert result.returncode == 0, result.stderr
     progress = [line for line in result.stderr.splitlines() if line.startswith("import: ")]
     assert progress, result.stderr
-    assert re.search(r"import: [\d,]+ read, [\d,]+ sent, 0 refused, [\d,]+ lines/s", progress[0])
+    assert re.search(r"import: [\d,]+ read, [\d,]+ sent, 0 refused, [\d,]+ events/s", progress[0])
     assert "\x1b[" not in result.stderr
     assert counts(result.stdout) == (20_000, 20_000, 0)
     assert "events/s" in result.stdout
@@ -316,3 +322,54 @@ def test_ctrl_c_stops_cleanly_and_loses_nothing_reported_sent(
     read, sent, _ = counts(stdout)
     assert 0 < read < total
     assert collector.store.count() >= sent > 0
+
+
+def _read_all(fd: int, proc: subprocess.Popen[bytes], limit: float) -> bytes:
+    """Everything written to the pty until the process exits (bounded by `limit` seconds)."""
+    chunks = []
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], max(deadline - time.monotonic(), 0))
+        if not ready:
+            break
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    proc.wait(timeout=max(deadline - time.monotonic(), 1))
+    return b"".join(chunks)
+
+
+def test_progress_bar_on_a_terminal(collector: CollectorServer, tmp_path: Path) -> None:
+    """Standard error on a terminal: a rich bar with the share done, rate and ETA."""
+    path = write_jsonl(
+        tmp_path / "tty.jsonl",
+        [{"type": "track", "userId": f"u{i}", "event": "E"} for i in range(5_000)],
+    )
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "analytics", "import", str(path), "--host", collector.url],
+        stdout=subprocess.PIPE,
+        stderr=slave,
+        env=cli_env(ANALYTICS_WRITE_KEY=WRITE_KEY, TERM="xterm-256color", COLUMNS="160"),
+    )
+    os.close(slave)
+    try:
+        screen = _read_all(master, proc, 60).decode(errors="replace")
+    finally:
+        proc.kill()
+        os.close(master)
+    assert proc.stdout is not None
+    stdout = proc.stdout.read().decode()
+    proc.stdout.close()
+    assert proc.returncode == 0, screen
+    assert "importing" in screen
+    assert "100%" in screen
+    assert "5,000 read" in screen
+    assert "events/s" in screen
+    assert "ETA" in screen
+    assert counts(stdout) == (5_000, 5_000, 0)

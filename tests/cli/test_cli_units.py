@@ -111,7 +111,7 @@ def test_format_duration(seconds: float, text: str) -> None:
 def test_progress_line_and_summary() -> None:
     """The plain progress line has counters, rate, share and ETA; the summary the totals."""
     line = format_progress_line(Counts(10_000, 9_000, 3, 250, 1000), 2.0)
-    assert line == "import: 10,000 read, 9,000 sent, 3 refused, 5,000 lines/s, 25%, ETA 6.00s"
+    assert line == "import: 10,000 read, 9,000 sent, 3 refused, 4,500 events/s, 25%, ETA 6.00s"
     assert "ETA" not in format_progress_line(Counts(10, 9, 0, 250, None), 2.0)
     assert format_summary(1000, 990, 10, 0, 2.0) == (
         "read 1,000, sent 990, refused 10 in 2.00s (495 events/s)"

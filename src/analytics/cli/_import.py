@@ -360,6 +360,7 @@ def run_import(settings: Settings) -> ImportResult:
         enqueue_timeout=settings.timeout,
         total_bytes=total,
     )
+    finish_timeout = settings.timeout
     with _stop_on_signals(importer), _few_gc_passes():
         try:
             for plan in settings.plans:
@@ -369,7 +370,10 @@ def run_import(settings: Settings) -> ImportResult:
         except OSError as exc:
             reporter.log(f"error: {exc}")
             importer.stop("read_error")
-        result = importer.finish(settings.timeout)
+        except KeyboardInterrupt:  # a second Ctrl-C before the loop saw the first: hurry
+            importer.stop("interrupted")
+            finish_timeout = min(settings.timeout, 2.0)
+        result = importer.finish(finish_timeout)
     for line in summary_lines(result):
         click.echo(line, err=True)
     click.echo(

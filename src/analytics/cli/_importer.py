@@ -25,6 +25,7 @@ from analytics.cli._progress import Counts, Reporter
 __all__ = ["CHECK_EVERY", "NAIVE_RULE", "ImportResult", "Importer", "Location"]
 
 CHECK_EVERY = 1024  # lines between checkpoints (a power of two: tested with a bit mask)
+FINISH_POLL = 0.25  # seconds between progress updates while the last batches are delivered
 NAIVE_RULE = "a timestamp without a timezone is taken as UTC (the library's rule)"
 
 Location = tuple[int, int]  # (source index, line number)
@@ -146,14 +147,15 @@ class Importer:
         self.reporter.update(self.counts(self.read + read, self.done_bytes + consumed))
 
     def counts(self, read: int | None = None, position: int | None = None) -> Counts:
-        """The counters now."""
-        return Counts(
-            read=self.read if read is None else read,
-            sent=self.tracker.sent,
-            refused=self.refused + self.tracker.failed,
-            position=self.done_bytes if position is None else position,
-            total=self.total_bytes,
-        )
+        """The counters now. The position is the bytes read scaled by the share of the lines
+        read that are settled (sent or refused), so the bar ends when delivery does."""
+        read = self.read if read is None else read
+        position = self.done_bytes if position is None else position
+        refused = self.refused + self.tracker.failed
+        sent = self.tracker.sent
+        if read:
+            position = int(position * min((sent + refused) / read, 1.0))
+        return Counts(read, sent, refused, position, self.total_bytes)
 
     def _where(self) -> str:
         """`file:line` of the last line read."""
@@ -202,9 +204,7 @@ class Importer:
                 f" (at most {timeout:g}s; Ctrl-C again to stop now)"
             )
         try:
-            if self.stopped != "unreachable":
-                for client in self.clients:  # they all send meanwhile: one deadline for all
-                    client.flush(timeout=max(deadline - time.monotonic(), 0.0))
+            self._wait_for_delivery(deadline)
         except KeyboardInterrupt:
             self.stop("interrupted")
         finally:
@@ -226,6 +226,20 @@ class Importer:
             last_read=last,
             unreachable=self.tracker.unreachable,
         )
+
+    def _wait_for_delivery(self, deadline: float) -> None:
+        """Wait until nothing is pending, the deadline, or the collector proves unreachable,
+        keeping the progress display and the failure reports going meanwhile."""
+        while not self.tracker.unreachable:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            for client in self.clients:  # all of them send meanwhile: this only waits
+                client.flush(timeout=min(FINISH_POLL, remaining))
+            self.report_failures()
+            self.reporter.update(self.counts())
+            if not any(client.stats.queued for client in self.clients):
+                return
 
 
 def _group_by_source(locations: Iterable[Location | None]) -> dict[int, list[int]]:

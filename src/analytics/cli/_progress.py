@@ -60,10 +60,10 @@ def _eta(counts: Counts, elapsed: float) -> str:
 
 def format_progress_line(counts: Counts, elapsed: float) -> str:
     """One periodic line for a log file: counters, rate, share done and ETA."""
-    rate = counts.read / elapsed if elapsed > 0 else 0.0
+    rate = counts.sent / elapsed if elapsed > 0 else 0.0
     return (
         f"import: {counts.read:,} read, {counts.sent:,} sent, {counts.refused:,} refused,"
-        f" {rate:,.0f} lines/s{_eta(counts, elapsed)}"
+        f" {rate:,.0f} events/s{_eta(counts, elapsed)}"
     )
 
 
@@ -148,10 +148,10 @@ class RichReporter:
     def update(self, counts: Counts) -> None:
         """Move the bar (rich redraws at its own pace)."""
         elapsed = time.monotonic() - self._start
-        rate = counts.read / elapsed if elapsed > 0 else 0.0
+        rate = counts.sent / elapsed if elapsed > 0 else 0.0
         stats = (
             f"{counts.read:,} read · {counts.sent:,} sent · {counts.refused:,} refused"
-            f" · {rate:,.0f} lines/s"
+            f" · {rate:,.0f} events/s"
         )
         self._progress.update(self._task, completed=counts.position, stats=stats)
 
