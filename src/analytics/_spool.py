@@ -1,0 +1,425 @@
+"""The durable spool: undelivered batches kept in one SQLite file (stdlib sqlite3, WAL).
+
+A *chunk* is the encoded messages of one future batch, already within the batch limits. The
+sender appends a chunk, leases the oldest one, sends it, then acks it (deleted) or releases it
+(kept for a later process). Every public method is one short transaction.
+
+Durability window:
+    `append()` returns after its COMMIT. A committed chunk survives the process crashing,
+    exiting without flush or being SIGKILLed at any instant: the commit is in the WAL file
+    (the kernel writes it out even if the process dies). What such a crash still loses is what
+    the client had not yet appended: the messages in its memory queue, at most the last
+    interval of the client's spool settings (1 s by default). With the default
+    ``fsync=False`` (``PRAGMA synchronous=NORMAL``) commits are not fsynced one by one: a
+    *power loss or kernel crash* can also lose the chunks committed since the last WAL
+    checkpoint (at most ~4 MB, a few chunks), but never corrupts the file. ``fsync=True``
+    (``synchronous=FULL``) fsyncs every commit and closes that gap at a cost in throughput.
+    Delivery is at least once: a process killed between a delivery and its `ack()` has the
+    chunk sent again by a later process; messageIds make that idempotent at the collector.
+
+Multi-process rules:
+    - Any number of processes on one host may share one file (gunicorn workers): writes
+      are serialized by SQLite (``busy_timeout``, ``BEGIN IMMEDIATE``), and a chunk is
+      leased by one live process at a time. A lease records the pid, the process start time
+      and a random token; a lease whose process is gone (or whose pid was reused, seen by the
+      start time) is reclaimed by the next `lease()` in any process, oldest chunk first.
+    - The processes must share a pid namespace (one host or one container) and a local
+      filesystem: WAL needs shared memory, so no NFS/SMB; use one file per container.
+    - Connections never cross ``fork()``: a before-fork hook closes every open spool's
+      connection (it is reopened on next use), and in the child `after_fork_in_child()` (also
+      done automatically on the first call) gives the child its own lease identity. The
+      parent's leases stay the parent's, so a child never sends the chunks its parent holds.
+
+Errors: every failure is a `SpoolError` with a message saying what is wrong and what to do
+(corrupt or foreign file, read-only file or directory, disk full, locked past the busy
+timeout); never a raw sqlite3 exception. Thread-safe: one lock serializes the calls.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import sqlite3
+import threading
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from analytics._exceptions import AnalyticsError
+
+__all__ = ["DEFAULT_MAX_BYTES", "Spool", "SpoolError"]
+
+logger = logging.getLogger("analytics")
+
+DEFAULT_MAX_BYTES = 256 * 2**20
+#: WAL file size kept after a checkpoint (the WAL grows back while chunks are written).
+_JOURNAL_SIZE_LIMIT = 16 * 2**20
+
+#: Set before the file gets its first table: 64 KiB pages make 1 MB chunks cheap to write,
+#: read and free. A checkpoint (two fsyncs) runs once the WAL holds ~16 MB of commits.
+_PRAGMAS_NEW = ("PRAGMA page_size=65536",)
+_PRAGMAS = (
+    "PRAGMA wal_autocheckpoint=256",
+    "PRAGMA cache_size=-16384",
+    f"PRAGMA journal_size_limit={_JOURNAL_SIZE_LIMIT}",
+)
+_SCHEMA = (
+    # The small row is leased and scanned; the blob is written once, read once, deleted once.
+    """CREATE TABLE IF NOT EXISTS chunks (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: id order is append order
+        count INTEGER NOT NULL,                -- messages in the chunk
+        size INTEGER NOT NULL,                 -- bytes of data
+        lease TEXT                             -- 'pid:start:token' of the holder, or NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS chunks_lease ON chunks(lease)",
+    "CREATE TABLE IF NOT EXISTS blobs (id INTEGER PRIMARY KEY, data BLOB NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS totals (
+        k INTEGER PRIMARY KEY CHECK (k = 0), messages INTEGER NOT NULL, bytes INTEGER NOT NULL
+    )""",
+    "INSERT OR IGNORE INTO totals (k, messages, bytes) VALUES (0, 0, 0)",
+    """CREATE TRIGGER IF NOT EXISTS chunks_added AFTER INSERT ON chunks BEGIN
+        UPDATE totals SET messages = messages + NEW.count, bytes = bytes + NEW.size WHERE k = 0;
+    END""",
+    """CREATE TRIGGER IF NOT EXISTS chunks_removed AFTER DELETE ON chunks BEGIN
+        DELETE FROM blobs WHERE id = OLD.id;
+        UPDATE totals SET messages = messages - OLD.count, bytes = bytes - OLD.size WHERE k = 0;
+    END""",
+    "PRAGMA user_version = 1",
+)
+_LEASE_OLDEST = (
+    "UPDATE chunks SET lease = ? WHERE id = "
+    "(SELECT id FROM chunks WHERE lease IS NULL ORDER BY id LIMIT 1) RETURNING id"
+)
+
+# Primary SQLite result codes -> what to tell the user.
+_EXPLAIN = {
+    5: "the file is locked by another connection for longer than the busy timeout ({busy:g} s)",
+    6: "the file is locked by another connection for longer than the busy timeout ({busy:g} s)",
+    8: "the file or its directory is read-only; give a writable path",
+    10: "a disk I/O error occurred",
+    11: "the file is corrupt; move it away (its events cannot be read) or give another path",
+    13: "the disk is full (or the file reached its size limit); free space or lower max_bytes",
+    14: "the file cannot be opened or created (missing directory or no permission)",
+    26: "the file is not a spool database; move it away or give another path",
+}
+
+
+class SpoolError(AnalyticsError):
+    """The spool cannot be used: the message says why (corrupt, read-only, full, locked)."""
+
+
+class Spool:
+    """Chunks of encoded messages in one SQLite file, leased and acked across processes.
+
+    Args:
+        path: the file; created (with its schema) when missing. Its directory must exist.
+        max_bytes: bound on the stored message bytes; past it `append()` drops the oldest
+            chunks that no process holds. The file itself can be larger (pages, WAL) and
+            does not shrink after a peak: its free pages are reused.
+        busy_timeout: seconds a call waits for another connection's lock before failing.
+        fsync: fsync every commit (``synchronous=FULL``) instead of at checkpoints; see the
+            module docstring for what that changes on power loss.
+
+    Raises:
+        SpoolError: the file is corrupt or not a spool, read-only, locked, or not creatable.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        busy_timeout: float = 2.0,
+        fsync: bool = False,
+    ) -> None:
+        """Open or create the spool file and check that it is writable."""
+        if max_bytes < 1:
+            raise ValueError(f"max_bytes must be positive, not {max_bytes}")
+        self.path = Path(path)
+        self.max_bytes = max_bytes
+        self.busy_timeout = busy_timeout
+        self._synchronous = "FULL" if fsync else "NORMAL"
+        self._conn: sqlite3.Connection | None = None
+        self._closed = False
+        self._new_identity()
+        try:
+            with self._guard("open"):
+                conn = self._connection()
+                conn.execute("BEGIN IMMEDIATE")  # fails now if the file is read-only or locked
+                self._check_schema(conn)
+                for statement in _SCHEMA:
+                    conn.execute(statement)
+                conn.execute("COMMIT")
+        except BaseException:
+            self._disconnect()
+            raise
+        _open_spools.add(self)
+
+    def __repr__(self) -> str:
+        """Show the path."""
+        return f"<analytics Spool {str(self.path)!r}>"
+
+    # --- the public calls -----------------------------------------------------------------------
+
+    def append(self, items: list[bytes]) -> int:
+        """Commit one chunk durably; return how many messages were dropped to stay in bounds.
+
+        Dropped are the oldest chunks no process holds, possibly this one if it alone is
+        over ``max_bytes``. Items must not contain a raw newline (encoded JSON never does).
+
+        Raises:
+            SpoolError: disk full, read-only, locked past the busy timeout, corrupt.
+        """
+        if not items:
+            return 0
+        data = b"\n".join(items)
+        if data.count(b"\n") != len(items) - 1:
+            raise ValueError("spool items must not contain a raw newline")
+        with self._guard("append"):
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
+            cursor = conn.execute(
+                "INSERT INTO chunks (count, size) VALUES (?, ?)", (len(items), len(data))
+            )
+            conn.execute("INSERT INTO blobs (id, data) VALUES (?, ?)", (cursor.lastrowid, data))
+            (total,) = conn.execute("SELECT bytes FROM totals WHERE k = 0").fetchone()
+            dropped = self._trim(conn, total - self.max_bytes) if total > self.max_bytes else 0
+            conn.execute("COMMIT")
+        return dropped
+
+    def lease(self) -> tuple[int, list[bytes]] | None:
+        """Take the oldest chunk no live process holds; None when there is none.
+
+        Leases held by processes that are gone are reclaimed first. Atomic across processes:
+        two processes never get the same chunk.
+        """
+        with self._guard("lease"):
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
+            self._reclaim(conn)
+            row = conn.execute(_LEASE_OLDEST, (self._lease,)).fetchone()
+            if row is not None:
+                row = conn.execute("SELECT id, data FROM blobs WHERE id = ?", row).fetchone()
+            conn.execute("COMMIT")
+        if row is None:
+            return None
+        return int(row[0]), bytes(row[1]).split(b"\n")
+
+    def ack(self, chunk_id: int) -> None:
+        """The chunk was delivered: delete it."""
+        with self._guard("ack"):
+            self._connection().execute("DELETE FROM chunks WHERE id = ?", (chunk_id,))
+
+    def release(self, chunk_id: int) -> None:
+        """The chunk was not delivered: give up this process's lease so another sends it."""
+        with self._guard("release"):
+            self._connection().execute(
+                "UPDATE chunks SET lease = NULL WHERE id = ? AND lease = ?",
+                (chunk_id, self._lease),
+            )
+
+    def pending(self) -> int:
+        """Messages stored, leased or not, by every process sharing the file."""
+        with self._guard("count"):
+            row = self._connection().execute("SELECT messages FROM totals WHERE k = 0").fetchone()
+        return int(row[0])
+
+    def after_fork_in_child(self) -> None:
+        """In a forked child: drop the parent's connection and lease identity (idempotent)."""
+        if self._pid == os.getpid():
+            return
+        if self._conn is not None:
+            # Never close (or use) a connection made before fork: closing can checkpoint or
+            # unlock on the parent's behalf. Keep it referenced so it is never finalized.
+            _abandoned.append(self._conn)
+            self._conn = None
+        self._new_identity()
+
+    def close(self) -> None:
+        """Release this process's leases (a later process sends them) and close.
+
+        Idempotent; never raises (a release that fails is logged: those leases are
+        reclaimed by another process once this one has exited).
+        """
+        if self._closed:
+            return
+        try:
+            with self._guard("close"):
+                self._connection().execute(
+                    "UPDATE chunks SET lease = NULL WHERE lease = ?", (self._lease,)
+                )
+        except SpoolError as exc:  # they are reclaimed anyway once this process exits
+            logger.warning("analytics: could not release spooled chunks at close: %s", exc)
+        finally:
+            with self._lock:
+                self._closed = True
+                self._disconnect()
+            _open_spools.discard(self)
+
+    # --- internals ------------------------------------------------------------------------------
+
+    def _new_identity(self) -> None:
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self._lease = f"{self._pid}:{_start_time(self._pid)}:{secrets.token_hex(6)}"
+
+    @contextmanager
+    def _guard(self, what: str) -> Iterator[None]:
+        """Serialize the call; turn any sqlite3 error into a SpoolError (rolled back)."""
+        if self._pid != os.getpid():
+            self.after_fork_in_child()
+        with self._lock:
+            if self._closed:
+                raise SpoolError(f"spool {self.path}: {what} after close()")
+            try:
+                yield
+            except sqlite3.Error as exc:
+                self._rollback()
+                raise SpoolError(self._explain(what, exc)) from exc
+            except BaseException:
+                self._rollback()
+                raise
+
+    def _explain(self, what: str, exc: sqlite3.Error) -> str:
+        code = getattr(exc, "sqlite_errorcode", None)
+        reason = _EXPLAIN.get(code & 0xFF) if isinstance(code, int) else None
+        if reason is None:
+            reason = f"{type(exc).__name__}: {exc}"
+        return f"spool {self.path}: {what} failed: {reason.format(busy=self.busy_timeout)}"
+
+    def _connection(self) -> sqlite3.Connection:
+        """The open connection (made on first use, and again after a fork)."""
+        if self._conn is None:
+            conn = sqlite3.connect(
+                self.path,
+                timeout=self.busy_timeout,
+                isolation_level=None,  # explicit BEGIN/COMMIT only
+                check_same_thread=False,  # calls are serialized by self._lock
+            )
+            try:
+                (tables,) = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                for pragma in _PRAGMAS_NEW if tables == 0 else ():
+                    conn.execute(pragma)
+                (mode,) = conn.execute("PRAGMA journal_mode=WAL").fetchone()
+                if str(mode).lower() != "wal":
+                    raise SpoolError(f"spool {self.path}: WAL mode unavailable ({mode})")
+                conn.execute(f"PRAGMA synchronous={self._synchronous}")
+                for pragma in _PRAGMAS:
+                    conn.execute(pragma)
+            except BaseException:
+                conn.close()
+                raise
+            self._conn = conn
+        return self._conn
+
+    def _check_schema(self, conn: sqlite3.Connection) -> None:
+        tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
+        if tables and "chunks" not in tables:
+            raise SpoolError(
+                f"spool {self.path}: the file is an SQLite database but not a spool; "
+                "give another path"
+            )
+
+    def _trim(self, conn: sqlite3.Connection, excess: int) -> int:
+        """Delete the oldest unleased chunks totalling at least ``excess`` bytes."""
+        freed = dropped = 0
+        cut = None
+        cursor = conn.execute("SELECT id, count, size FROM chunks WHERE lease IS NULL ORDER BY id")
+        for chunk_id, count, size in cursor:
+            freed += size
+            dropped += count
+            cut = chunk_id
+            if freed >= excess:
+                break
+        cursor.close()
+        if cut is not None:
+            conn.execute("DELETE FROM chunks WHERE lease IS NULL AND id <= ?", (cut,))
+        return dropped
+
+    def _reclaim(self, conn: sqlite3.Connection) -> None:
+        """Free the chunks leased by processes that no longer exist."""
+        holders = conn.execute(
+            "SELECT DISTINCT lease FROM chunks WHERE lease IS NOT NULL AND lease != ?",
+            (self._lease,),
+        ).fetchall()
+        for (lease,) in holders:
+            if not _holder_alive(str(lease)):
+                conn.execute("UPDATE chunks SET lease = NULL WHERE lease = ?", (lease,))
+
+    def _rollback(self) -> None:
+        conn = self._conn
+        if conn is not None and conn.in_transaction:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                self._disconnect()  # unusable: reconnect on the next call
+
+    def _disconnect(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+
+def _proc_stat(pid: int) -> tuple[str, str] | None:
+    """(state, start time in clock ticks) from /proc/PID/stat, or None where unavailable."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            text = f.read().decode("ascii", "replace")
+    except OSError:
+        return None
+    fields = text[text.rfind(")") + 2 :].split()  # after "pid (comm) ": comm may hold spaces
+    return (fields[0], fields[19]) if len(fields) > 19 else None
+
+
+def _start_time(pid: int) -> str:
+    stat = _proc_stat(pid)
+    return "" if stat is None else stat[1]
+
+
+def _holder_alive(lease: str) -> bool:
+    """Is the process that took this lease still running (and not a zombie or a reused pid)?"""
+    pid_text, start, _ = [*lease.split(":", 2), "", ""][:3]
+    try:
+        pid = int(pid_text)
+        os.kill(pid, 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        pass  # it exists, under another user
+    stat = _proc_stat(pid)
+    if stat is None:
+        return not os.path.isdir("/proc/self")  # no /proc at all: trust kill(0)
+    state, started = stat
+    return state not in ("Z", "X") and (not start or started == start)
+
+
+# Every open spool, so that fork never carries a SQLite connection into the child.
+_open_spools: weakref.WeakSet[Spool] = weakref.WeakSet()
+_abandoned: list[sqlite3.Connection] = []
+_held: list[Spool] = []
+
+
+def _before_fork() -> None:
+    for spool in list(_open_spools):
+        spool._lock.acquire()  # waits for a call in progress on another thread (bounded)
+        _held.append(spool)
+        spool._disconnect()  # reopened on next use, in the parent and in the child
+
+
+def _after_fork_in_parent() -> None:
+    while _held:
+        _held.pop()._lock.release()
+
+
+def _after_fork_in_child() -> None:
+    while _held:
+        _held.pop().after_fork_in_child()  # a fresh lock and lease identity
+
+
+os.register_at_fork(
+    before=_before_fork,
+    after_in_parent=_after_fork_in_parent,
+    after_in_child=_after_fork_in_child,
+)
