@@ -61,6 +61,8 @@ class Stats:
     failed: int
     retried: int
     dropped: dict[str, int] = field(default_factory=dict)
+    #: messages the spool could not take (kept in memory instead)
+    unspooled: int = 0
 
 
 class Client:
@@ -95,6 +97,10 @@ class Client:
         flush_at_exit: bool | None = None,
         exit_timeout: float | None = None,
         flush_timeout: float | None = None,
+        spool: str | os.PathLike[str] | None = None,
+        spool_max_bytes: int | None = None,
+        spool_interval: float | None = None,
+        spool_fsync: bool | None = None,
         on_success: SuccessCallback | None = None,
         on_failure: FailureCallback | None = None,
         on_error: ErrorCallback | None = None,
@@ -128,7 +134,8 @@ class Client:
 
         self._loads = orjson.loads
         cfg = self.config
-        self._sender = Sender(
+        self._sender = _make_sender(
+            cfg,
             transport_factory=self._make_transport,
             write_key_json=orjson.dumps(cfg.write_key),
             flush_at=cfg.flush_at,
@@ -418,6 +425,7 @@ class Client:
             failed=s.failed,
             retried=s.retried,
             dropped=dict(s.dropped),
+            unspooled=s.unspooled,
         )
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -476,43 +484,37 @@ class Client:
         self.shutdown()
 
     def _at_exit(self) -> None:
-        if self.config.flush_at_exit and not self._sender.closed and self._sender.pending():
-            ok = self._sender.shutdown(self.config.exit_timeout)
-            if not ok:
-                logger.warning(
-                    "analytics: exiting with %d message(s) not delivered",
-                    self._sender.pending() or self._sender.failed,
-                )
+        if self.config.flush_at_exit and not self._sender.closed:
+            self._sender.shutdown(self.config.exit_timeout)  # it logs what it could not deliver
 
 
-_OPTION_NAMES = frozenset(
-    [
-        "host",
-        "flush_at",
-        "flush_after",
-        "max_queue_size",
-        "async_",
-        "sync_mode",
-        "send",
-        "gzip",
-        "timeout",
-        "max_retries",
-        "proxies",
-        "log",
-        "log_level",
-        "debug",
-        "upload_size",
-        "upload_interval",
-        "flush_interval",
-        "flush_at_exit",
-        "exit_timeout",
-        "flush_timeout",
-    ]
-)
+#: The keyword parameters of Client() that are options (Config fields or their aliases).
+_OPTION_NAMES = (frozenset(Config.__dataclass_fields__) - {"write_key"}) | {
+    "async_",
+    "debug",
+    "upload_size",
+    "upload_interval",
+    "flush_interval",
+}
 _DROP_DETAIL = {
     "queue_full": "the queue is full (max_queue_size); the collector is slow or unreachable",
     "shut_down": "the client was shut down",
 }
+
+
+def _make_sender(cfg: Config, **kwargs: Any) -> Sender:
+    """A spooled sender when ``spool`` is set and usable, else the memory one."""
+    if cfg.spool is None or not cfg.send or cfg.sync_mode:
+        return Sender(**kwargs)
+    from analytics._spool import Spool, SpoolError  # noqa: PLC0415  (sqlite3 only if used)
+    from analytics._spooled import SpooledSender  # noqa: PLC0415
+
+    try:
+        spool = Spool(cfg.spool, max_bytes=cfg.spool_max_bytes, fsync=cfg.spool_fsync)
+    except SpoolError as exc:
+        logger.error("analytics: cannot use the spool (%s); events are kept in memory only", exc)
+        return Sender(**kwargs)
+    return SpooledSender(spool=spool, spool_interval=cfg.spool_interval, **kwargs)
 
 
 def _discard(data: bytes) -> None:

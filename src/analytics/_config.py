@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,8 @@ DEFAULT_TIMEOUT = 15.0
 DEFAULT_MAX_RETRIES = 10
 DEFAULT_EXIT_TIMEOUT = 5.0
 DEFAULT_FLUSH_TIMEOUT = 30.0
+DEFAULT_SPOOL_MAX_BYTES = 256 * 2**20
+DEFAULT_SPOOL_INTERVAL = 1.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -54,6 +57,10 @@ class Config:
     flush_at_exit: bool = True
     exit_timeout: float = DEFAULT_EXIT_TIMEOUT
     flush_timeout: float = DEFAULT_FLUSH_TIMEOUT
+    spool: str | os.PathLike[str] | None = None
+    spool_max_bytes: int = DEFAULT_SPOOL_MAX_BYTES
+    spool_interval: float = DEFAULT_SPOOL_INTERVAL
+    spool_fsync: bool = False
 
     def __post_init__(self) -> None:
         """Check every value and combination; raise `ConfigError` naming the option."""
@@ -68,7 +75,10 @@ class Config:
             raise ConfigError(
                 f"flush_at ({self.flush_at}) must not exceed max_queue_size ({self.max_queue_size})"
             )
-        for name in ("flush_after", "timeout", "exit_timeout", "flush_timeout"):
+        _check_int("spool_max_bytes", self.spool_max_bytes, 1, None)
+        if self.spool is not None and not isinstance(self.spool, str | os.PathLike):
+            raise ConfigError(f"spool must be a file path, not {type(self.spool).__name__}")
+        for name in ("flush_after", "timeout", "exit_timeout", "flush_timeout", "spool_interval"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
                 raise ConfigError(f"{name} must be a positive number of seconds, not {value!r}")

@@ -91,6 +91,7 @@ class Sender:
         self.sent = 0
         self.failed = 0
         self.retried = 0
+        self.unspooled = 0  # messages a spool could not take (see _spooled.py)
         self.dropped: Counter[str] = Counter()
 
     # --- the calling thread ---------------------------------------------------------------------
@@ -147,7 +148,7 @@ class Sender:
     def flush(self, timeout: float | None) -> bool:
         """Wake the thread; with a timeout, wait that long for what is queued now to settle."""
         with self._lock:
-            target = self._resolved + self._in_flight + len(self.queue)
+            target = self._resolved + self._unsettled()
             failed_before = self.failed
         if self._thread is None and self.queue:
             self._start()
@@ -162,6 +163,10 @@ class Sender:
         if not done or self._resolved < target:
             return False
         return self.failed == failed_before
+
+    def _unsettled(self) -> int:
+        """Messages not yet settled (called with the lock held)."""
+        return self._in_flight + len(self.queue)
 
     def _alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
@@ -183,9 +188,15 @@ class Sender:
             thread.join(max(0.0, deadline - self.clock.monotonic()) + 0.5)
         if not self._alive():
             self._drain()  # no thread (never started, died, or exiting): drain here, bounded
+        self._close_storage()
         if self._transport is not None:
             self._transport.close()
-        return not self.queue and self._in_flight == 0 and self.failed == failed_before
+        with self._lock:
+            unsettled = self._unsettled()
+        return unsettled == 0 and self.failed == failed_before
+
+    def _close_storage(self) -> None:
+        """Stop and close whatever holds messages besides the memory queue (nothing here)."""
 
     def after_fork_in_child(self) -> None:
         """Forget the parent's queue, thread, locks and connections (they belong to the parent)."""
@@ -217,22 +228,29 @@ class Sender:
             if not items:
                 return
             try:
-                self.deliver(items)
+                reason = self.deliver(items)
+                if reason == "shutdown_timeout":
+                    self._fail(items, DeliveryError(reason, "shutdown deadline reached"))
             finally:
                 with self._lock:
                     self._resolved += len(items)
                     self._in_flight = 0
                     self._settled.notify_all()
 
-    def deliver(self, items: list[bytes]) -> None:
-        """Send one batch, retrying by the policy; report it as sent or failed. Never raises."""
+    def deliver(self, items: list[bytes]) -> str | None:
+        """Send one batch, retrying by the policy. Never raises.
+
+        Returns:
+            None when delivered (reported as sent); ``"shutdown_timeout"`` when the shutdown
+            deadline came first (not reported: the caller keeps or fails the batch); else the
+            reason of a final failure, already reported as failed.
+        """
         clock = self.clock
         state = RetryState(started=clock.monotonic())
         while True:
             remaining = None if self._deadline is None else self._deadline - clock.monotonic()
             if remaining is not None and remaining <= 0:
-                self._fail(items, DeliveryError("shutdown_timeout", "shutdown deadline reached"))
-                return
+                return "shutdown_timeout"
             try:
                 if self._transport is None:
                     self._transport = self._transport_factory()
@@ -241,24 +259,20 @@ class Sender:
             except Exception as exc:  # a bug here must not lose the batch silently
                 logger.exception("analytics: unexpected error while sending")
                 self._fail(items, DeliveryError("internal_error", repr(exc)))
-                return
+                return "internal_error"
             state, delay, reason = self.policy.decide(
                 state, outcome, clock.monotonic(), random.random()
             )
             if outcome.delivered:
                 self.sent += len(items)
                 self._on_sent(items, outcome)
-                return
+                return None
             if delay is None:
                 detail = outcome.error or f"HTTP {outcome.status}"
                 self._fail(items, DeliveryError(reason, detail, outcome.status))
-                return
+                return reason
             if remaining is not None and delay >= remaining:
-                detail = (
-                    f"shutdown deadline reached; last attempt: {outcome.error or outcome.status}"
-                )
-                self._fail(items, DeliveryError("shutdown_timeout", detail, outcome.status))
-                return
+                return "shutdown_timeout"  # the next attempt would come after the deadline
             self.retried += 1
             logger.debug(
                 "batch of %d not delivered (%s); retry in %.2fs",

@@ -96,3 +96,14 @@ def test_write_key_is_required_to_send() -> None:
 def test_repr_never_shows_the_write_key() -> None:
     """repr shows the host only."""
     assert "secret" not in repr(analytics.Client("secret-key", flush_at_exit=False))
+
+
+def test_every_client_keyword_is_an_option() -> None:
+    """Each keyword parameter of Client() reaches the config (none silently ignored)."""
+    import inspect
+
+    from analytics._client import _OPTION_NAMES
+
+    not_options = {"self", "write_key", "thread", "on_success", "on_failure", "on_error", "clock"}
+    params = set(inspect.signature(analytics.Client.__init__).parameters) - {"options"}
+    assert params - not_options == set(_OPTION_NAMES)
