@@ -305,7 +305,7 @@ bodies = (
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(body=bodies, single=st.sampled_from([None, "track", "alias"]))
 def test_random_bodies_never_crash_and_every_item_is_accounted_for(
     body: Any, single: str | None

@@ -17,6 +17,7 @@ import concurrent.futures
 import contextlib
 import logging
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -38,6 +39,8 @@ __all__ = ["CollectorServer", "run"]
 
 log = logging.getLogger("analytics.collector")
 
+_SETTLE_ITERATIONS = 20
+
 
 def _summary(counters: Counters) -> str:
     c = counters
@@ -46,6 +49,15 @@ def _summary(counters: Counters) -> str:
         f"{c.aborted} aborted), {c.received} messages received, {c.stored} stored, "
         f"{c.duplicates} duplicates, {c.refused} refused"
     )
+
+
+def _cancel_leftovers(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel tasks still running after a stop deadline, so their connections close."""
+    tasks = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
 
 
 class CollectorServer:
@@ -96,6 +108,7 @@ class CollectorServer:
         self._error: BaseException | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
+        self._sock: socket.socket | None = None
         self._summary_task: asyncio.Task[None] | None = None
         self._thread = threading.Thread(target=self._main, name="analytics-collector", daemon=True)
 
@@ -176,6 +189,7 @@ class CollectorServer:
         try:
             loop.run_forever()
         finally:
+            _cancel_leftovers(loop)
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
 
@@ -197,13 +211,17 @@ class CollectorServer:
         )
         await runner.setup()
         self._runner = runner
-        site = web.TCPSite(runner, self._host, self._port)
         try:
-            await site.start()
+            # Our own listening socket, so shutdown can stop accepting before closing it.
+            family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
+            self._sock = socket.create_server(
+                (self._host.strip("[]"), self._port), family=family, backlog=1024
+            )
+            await web.SockSite(runner, self._sock).start()
         except BaseException:
             await runner.cleanup()
             raise
-        self._port = int(runner.addresses[0][1])
+        self._port = int(self._sock.getsockname()[1])
         self._summary_task = asyncio.get_running_loop().create_task(self._summaries())
 
     async def _summaries(self) -> None:
@@ -220,8 +238,18 @@ class CollectorServer:
             self._summary_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._summary_task
-        if self._runner is not None:
-            await self._runner.cleanup()
+        runner = self._runner
+        if runner is None:
+            return
+        if self._sock is not None:
+            asyncio.get_running_loop().remove_reader(self._sock.fileno())
+        # Stop accepting first, then let the connections accepted just before settle: on
+        # Python 3.11 a connection whose transport is created after the server closed is
+        # leaked (never answered, never closed), and aiohttp's pre-shutdown only wakes
+        # connections already waiting for a request. A few loop iterations cover both.
+        for _ in range(_SETTLE_ITERATIONS):
+            await asyncio.sleep(0)
+        await runner.cleanup()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop gracefully: no new connections, finish in-flight requests, commit, close.
@@ -235,7 +263,9 @@ class CollectorServer:
             self._phase = "stopped"
         deadline = time.monotonic() + timeout
         self._stop_loop(deadline)
-        if not self._writer.stop(max(0.0, deadline - time.monotonic())):
+        # The writer gets at least a second even past the deadline: what it still holds was
+        # not acknowledged, but committing it spares the clients a retry.
+        if not self._writer.stop(max(1.0, deadline - time.monotonic())):
             log.warning("collector writer did not finish within %g s", timeout)
         self._close_store()
         log.info("%s", _summary(self.stats.snapshot()))
