@@ -122,6 +122,11 @@ class Client:
             log, self.config.log_level, explicit=log_level is not None or bool(debug)
         )
         load_encoder()
+        if self.config.send:
+            # urllib3 is imported here, not by `import analytics` and not on the sender thread:
+            # its import (~50 ms) would otherwise delay the first delivery and hold the GIL
+            # while the application makes its first calls.
+            import urllib3  # noqa: F401, PLC0415
         self._success: list[SuccessCallback] = [on_success] if on_success else []
         self._failure: list[FailureCallback] = [on_failure] if on_failure else []
         self._error: list[ErrorCallback] = [on_error] if on_error else []
