@@ -3,6 +3,7 @@ collector on 127.0.0.1."""
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -227,3 +228,24 @@ def test_console_script_and_help() -> None:
     ):
         assert f"  {name}" in result.stdout
     assert CliRunner().invoke(cli, ["--version"]).output.startswith("analytics, version ")
+    track_help = run_cli(["track", "--help"])
+    assert "ANALYTICS_WRITE_KEY" in track_help.stdout
+    assert WRITE_KEY not in track_help.stdout
+
+
+def test_collector_that_never_answers_is_bounded_by_timeout() -> None:
+    """A server that accepts the connection but never answers: --timeout bounds the wait."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # connections complete in the kernel; nothing ever reads or answers
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        started = time.monotonic()
+        result = run_cli(
+            ["track", "--user-id", "u", "--event", "e", "--host", url, "--timeout", "2"],
+            timeout=30,
+        )
+        elapsed = time.monotonic() - started
+    assert result.returncode == 3, result.stderr
+    assert "did not acknowledge the event within 2s" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert elapsed < 10

@@ -257,7 +257,13 @@ def _exit_code(result: ImportResult) -> int:
 @host_option
 @write_key_option
 @timeout_option(60.0, "waiting for the last events to be delivered")
-@click.option("--retries", type=click.IntRange(0, 20), default=5, show_default=True)
+@click.option(
+    "--retries",
+    type=click.IntRange(0, 20),
+    default=5,
+    show_default=True,
+    help="Retries of a failed request (backoff 0.5s, 1s, 2s ...).",
+)
 @click.option(
     "--batch-size",
     type=click.IntRange(1, 2500),

@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 import analytics
+from analytics import DeliveryError
 from analytics.cli._delivery import DeliveryTracker, describe_failure, is_unreachable
 from analytics.cli._options import (
     EXIT_NOT_DELIVERED,
@@ -100,6 +101,7 @@ def deliver_one(
         on_success=tracker.on_success,
         on_failure=tracker.on_failure,
     )
+    error = None
     try:
         try:
             accepted, sent = client.enqueue(message)
@@ -107,28 +109,30 @@ def deliver_one(
             raise click.UsageError(str(exc)) from None
         if accepted:
             client.flush(timeout=timeout)
+        error = tracker.last_error  # before shutdown() gives up on what is still in flight
     finally:
         client.shutdown(timeout=1.0)
     if tracker.sent:
         click.echo(f"delivered {message['type']} {sent.get('messageId')}")
         return 0
-    return _report_failure(tracker, host, timeout, accepted)
-
-
-def _report_failure(tracker: DeliveryTracker, host: str, timeout: float, accepted: bool) -> int:
-    error = tracker.last_error
-    if error is not None:
-        click.echo(f"error: not delivered: {describe_failure(error, host)}", err=True)
-        return EXIT_UNREACHABLE if is_unreachable(error) else EXIT_NOT_DELIVERED
-    if not accepted:
-        click.echo("error: not delivered: the client did not accept the message", err=True)
-        return EXIT_NOT_DELIVERED
+    if error is not None or not accepted:
+        return _report_failure(error or tracker.last_error, host)
+    last = tracker.last_error
+    hint = f"; {last.detail}" if last is not None and "last attempt" in last.detail else ""
     click.echo(
         f"error: not delivered: the collector at {host} did not acknowledge the event"
-        f" within {timeout:g}s (raise --timeout, or check that it is running)",
+        f" within {timeout:g}s{hint} (raise --timeout, or check that it is running)",
         err=True,
     )
     return EXIT_UNREACHABLE
+
+
+def _report_failure(error: DeliveryError | None, host: str) -> int:
+    if error is None:
+        click.echo("error: not delivered: the client did not accept the message", err=True)
+        return EXIT_NOT_DELIVERED
+    click.echo(f"error: not delivered: {describe_failure(error, host)}", err=True)
+    return EXIT_UNREACHABLE if is_unreachable(error) else EXIT_NOT_DELIVERED
 
 
 def _common_options(func: Callable[..., Any], kind: str) -> Callable[..., Any]:
