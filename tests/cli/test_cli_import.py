@@ -373,3 +373,30 @@ def test_progress_bar_on_a_terminal(collector: CollectorServer, tmp_path: Path) 
     assert "events/s" in screen
     assert "ETA" in screen
     assert counts(stdout) == (5_000, 5_000, 0)
+
+
+def test_several_files_and_formats_report_their_own_lines(
+    collector: CollectorServer, tmp_path: Path
+) -> None:
+    """Line numbers are per file; a log line that is not UTF-8 is reported, not fatal; CSV
+    can come from standard input."""
+    jsonl = write_jsonl(tmp_path / "a.jsonl", [{"type": "track", "userId": "j1", "event": "E"}])
+    log = tmp_path / "b.log"
+    log.write_bytes(b"2020-01-01T00:00:00Z l1 Opened\n2020-01-01T00:00:01Z l2 \xff\xfe\n")
+    csv_data = b"type,userId,event\ntrack,c1,Clicked\ntrack,c2\n"
+    result = run_cli(
+        ["import", str(jsonl), str(log), "-", "--format", "csv", "--host", collector.url],
+        stdin=csv_data,
+    )
+    # --format forces csv for every file: the JSON and log files fail their header check
+    assert result.returncode == 2
+    assert "unknown column" in result.stderr
+    result = run_cli(["import", str(jsonl), str(log), "--host", collector.url])
+    assert result.returncode == 1, result.stderr
+    assert f"{log}:2: not valid UTF-8" in result.stderr
+    assert counts(result.stdout) == (3, 2, 1)
+    result = run_cli(["import", "-", "--format", "csv", "--host", collector.url], stdin=csv_data)
+    assert result.returncode == 1, result.stderr
+    assert "<stdin>:3: expected 3 columns, found 2" in result.stderr
+    users = sorted(m.get("userId") for m in collector.store.events())
+    assert users == ["c1", "j1", "l1"]
