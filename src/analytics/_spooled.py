@@ -106,7 +106,9 @@ class SpooledSender(Sender):
                 )
 
     def _give_up_spool(self, exc: SpoolError) -> None:
-        """Fall back to memory for good, saying so once (called with the lock held)."""
+        """Fall back to memory for good, saying so once (with or without the lock held)."""
+        if self.spool is None:
+            return
         logger.error("analytics: the spool failed (%s); events are kept in memory from now on", exc)
         self.spool = None
 
@@ -116,9 +118,8 @@ class SpooledSender(Sender):
             return 0
         try:
             return spool.pending()
-        except SpoolError as exc:
-            with self._lock:
-                self._give_up_spool(exc)
+        except SpoolError as exc:  # may run under the lock (flush): do not take it here
+            self._give_up_spool(exc)
             return 0
 
     def _unsettled(self) -> int:
@@ -133,8 +134,7 @@ class SpooledSender(Sender):
             try:
                 chunk = self.spool.lease()
             except SpoolError as exc:
-                with self._lock:
-                    self._give_up_spool(exc)
+                self._give_up_spool(exc)
                 break
             if chunk is None:
                 return
