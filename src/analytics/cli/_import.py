@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import signal
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from types import FrameType
@@ -153,6 +154,8 @@ def _json_mapper(defaults: Defaults | None) -> Callable[[bytes], dict[str, Any]]
 
 def _run_source(importer: Importer, plan: Plan, settings: Settings) -> None:
     index = importer.add_source(display_name(plan.path))
+    if plan.path == "-" and sys.stdin.isatty():
+        importer.reporter.log("reading events from the terminal; end with Ctrl-D")
     stream = open_input(plan.path)
     try:
         if plan.fmt == "csv":

@@ -15,7 +15,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import analytics
 from analytics.cli._delivery import DeliveryTracker, compact_ranges, describe_failure
@@ -30,6 +30,12 @@ NAIVE_RULE = "a timestamp without a timezone is taken as UTC (the library's rule
 
 Location = tuple[int, int]  # (source index, line number)
 Mapper = Callable[[Any], dict[str, Any]]
+
+
+class Consumed(Protocol):
+    """A reader that knows how many bytes of its input it has consumed."""
+
+    consumed: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +100,7 @@ class Importer:
         self.reporter.log(f"{self.names[index]}:{lineno}: {reason}")
 
     def feed(
-        self, index: int, records: Iterable[tuple[int, Any]], mapper: Mapper, reader: Any
+        self, index: int, records: Iterable[tuple[int, Any]], mapper: Mapper, reader: Consumed
     ) -> None:
         """Import one source's records; `reader.consumed` is its byte position."""
         try:
@@ -103,7 +109,7 @@ class Importer:
             self.done_bytes += reader.consumed
 
     def _feed(
-        self, index: int, records: Iterable[tuple[int, Any]], mapper: Mapper, reader: Any
+        self, index: int, records: Iterable[tuple[int, Any]], mapper: Mapper, reader: Consumed
     ) -> None:
         prefix = f"import-{self.run_id}-{index}-"
         clients = self.clients
@@ -123,7 +129,7 @@ class Importer:
                     if mid is None:
                         message["messageId"] = prefix + str(lineno)
                     else:
-                        own[mid] = (index, lineno)
+                        own[str(mid)] = (index, lineno)
                     # A message the client drops (queue still full after `timeout`) comes
                     # back through on_failure, with its line, like any undelivered one.
                     enqueue(message, timeout=timeout)
@@ -173,9 +179,7 @@ class Importer:
 
     def locate(self, message: Mapping[str, Any]) -> Location | None:
         """Which line a message came from."""
-        mid = message.get("messageId")
-        if not isinstance(mid, str):
-            return None
+        mid = str(message.get("messageId"))
         head = f"import-{self.run_id}-"
         if mid.startswith(head):
             index, _, line = mid[len(head) :].partition("-")
