@@ -151,6 +151,10 @@ def test_event_rows_and_table() -> None:
     assert lines[0].split() == ["type", "user", "event", "timestamp", "receivedAt", "details"]
     assert set(lines[1]) == {"-", " "}
     assert lines[2].index("a1") == lines[3].index("u1")
+    narrow = format_table(rows, width=60).splitlines()
+    assert narrow[2].endswith("…")
+    assert max(len(line) for line in narrow) <= 60
+    assert narrow[2].startswith("identify  a1")
 
 
 def test_build_message_from_flags() -> None:

@@ -139,6 +139,10 @@ def demo_command(db: str | None, timeout: float) -> None:
         stored = [m for m in server.store.events() if m.get("messageId") in ids]
     print_table(event_rows(stored), f"What the collector stored ({len(stored)} events)")
     missing = _missing(sent, stored)
+    click.echo(
+        "(timestamp is the event time corrected for clock skew, SPEC §5.3; the time the client"
+        " sent is kept as originalTimestamp: see it with --json)"
+    )
     click.echo("")
     click.echo(f"Database: {path}")
     click.echo(f"Look at it with:  analytics events --db {_quote(path)}")
