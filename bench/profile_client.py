@@ -149,6 +149,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=300_000)
     ap.add_argument("--out-dir", default=str(DOCS), help="where profile-client.{txt,svg} go")
+    ap.add_argument("--no-svg", action="store_true", help="skip the flame graph run")
     args = ap.parse_args()
     out_dir = Path(args.out_dir)
     out: dict[str, Any] = {"n": args.n}
@@ -161,9 +162,10 @@ def main() -> None:
         lines, summary = summarize(parse(raw.read_text()), args.n)
         (out_dir / "profile-client.txt").write_text("\n".join(lines) + "\n")
         out["summary"] = summary
-        svg = out_dir / "profile-client.svg"
-        p = pyspy(sink, args.n, "flamegraph", svg)
-        out["svg"] = str(svg) if p.rc == 0 else None
+        if not args.no_svg:
+            svg = out_dir / "profile-client.svg"
+            p = pyspy(sink, args.n, "flamegraph", svg)
+            out["svg"] = str(svg) if p.rc == 0 else None
     except Exception as exc:
         out["error"] = f"{type(exc).__name__}: {exc}"
     finally:

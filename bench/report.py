@@ -55,9 +55,13 @@ def header(res: dict[str, Any]) -> list[str]:
         f"(str, int, float, bool, list, nested dict, tz-aware datetime), a fresh dict per call; "
         f"N = {cfg['n']:,} (faults: {cfg['fault_n']:,}); 500 events per request, gzip off, "
         f"queue ≥ N, except the default-settings burst.",
-        f"- Each run is a fresh process; clients alternate within each round; medians with "
-        f"min–max over the runs; ratios vs Segment are computed per run (same round) and then "
-        f"summarized. Rounds: {cfg['rounds']}.",
+        "- Each run is a fresh process; clients alternate within each round; medians with "
+        "min–max over the runs; ratios vs Segment are computed per run (same round) and then "
+        "summarized. Rounds per scenario: "
+        + ", ".join(f"{k} {v}" for k, v in cfg["rounds"].items())
+        + f"; posthog and rudder run in the first {cfg.get('peer_rounds', 1)} round(s) only"
+        + "".join(f"; {c} skips {', '.join(v)}" for c, v in cfg.get("skip", {}).items())
+        + ".",
         f"- Sink: Node.js `http` on 127.0.0.1 (keep-alive, Nagle off) counting events and "
         f"distinct ids; capacity measured in this run: "
         f"**{cap.get('events_per_s', 0):,.0f} events/s** ({cap.get('connections')} connections, "

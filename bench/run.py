@@ -28,18 +28,25 @@ SCENARIOS = ["throughput", "rss", "burst", "slow", "fail503"]
 FULL: dict[str, Any] = {
     "n": 100_000,
     "fault_n": 20_000,
-    "rounds": {"throughput": 3, "rss": 2, "burst": 2, "slow": 2, "fail503": 2, "spool": 3},
-    "import_runs": 7,
+    "rounds": {"throughput": 3, "rss": 1, "burst": 1, "slow": 1, "fail503": 1, "spool": 3},
+    # posthog and rudder run in round 0 only; rudder skips the fault scenarios (it is "if cheap")
+    "peer_rounds": 1,
+    "skip": {"rudder": ["burst", "slow", "fail503"]},
+    "budget_s": 400,  # client runs start only while the run is younger than this
+    "import_runs": 5,
     "capacity_s": 2.0,
-    "timeout": {"throughput": 150, "rss": 90, "burst": 120, "slow": 90, "fail503": 120},
-    "collector": {"senders": 4, "batches": 100, "rounds": 3},
-    "import_lines": 1_000_000,
-    "profile_n": 300_000,
+    "timeout": {"throughput": 120, "rss": 60, "burst": 90, "slow": 60, "fail503": 90},
+    "collector": {"senders": 4, "batches": 50, "rounds": 2},
+    "import_lines": 200_000,
+    "profile_n": 200_000,
 }
 QUICK: dict[str, Any] = {
     "n": 5_000,
     "fault_n": 2_000,
     "rounds": dict.fromkeys([*SCENARIOS, "spool"], 1),
+    "peer_rounds": 1,
+    "skip": {"rudder": ["burst", "slow", "fail503"]},
+    "budget_s": 45,
     "import_runs": 2,
     "capacity_s": 1.0,
     "timeout": {"throughput": 40, "rss": 30, "burst": 40, "slow": 30, "fail503": 40},
@@ -133,23 +140,34 @@ def show(res: dict[str, Any]) -> None:
     )
 
 
+def wanted(cfg: dict[str, Any], client: str, scenario: str, rnd: int) -> bool:
+    if rnd >= cfg["rounds"][scenario] or scenario in cfg["skip"].get(client, []):
+        return False
+    return client in ("ours", "segment") or rnd < cfg["peer_rounds"]
+
+
 def client_runs(
     sink: harness.Sink,
     cfg: dict[str, Any],
     clients: list[str],
     scenarios: list[str],
     feats: dict[str, bool],
+    t0: float,
 ) -> list[dict[str, Any]]:
     """Round-major and alternating: every scenario's round r runs each client once, in an
-    order rotated by r, so the per-run ratios compare runs made close together in time."""
+    order rotated by r, so the per-run ratios compare runs made close together in time.
+    No new run starts once the run is older than cfg["budget_s"]."""
     runs: list[dict[str, Any]] = []
     rounds = max(cfg["rounds"][s] for s in scenarios)
     for rnd in range(rounds):
         order = clients[rnd % len(clients) :] + clients[: rnd % len(clients)]
         for sc in scenarios:
-            if rnd >= cfg["rounds"][sc]:
-                continue
             for client in order:
+                if not wanted(cfg, client, sc, rnd):
+                    continue
+                if time.perf_counter() - t0 > cfg["budget_s"]:
+                    print(f"  {sc} {client} r{rnd}: skipped (time budget)", flush=True)
+                    continue
                 res = worker_run(sink, cfg, client, sc, rnd)
                 show(res)
                 runs.append(res)
@@ -214,7 +232,7 @@ def main() -> None:
             f"sink capacity: {results['sink_capacity'].get('events_per_s', 0):,.0f} events/s",
             flush=True,
         )
-        results["runs"] = client_runs(sink, cfg, clients, args.scenarios.split(","), feats)
+        results["runs"] = client_runs(sink, cfg, clients, args.scenarios.split(","), feats, t0)
     finally:
         sink.stop()
     results["import_ms"] = import_times(clients, cfg["import_runs"])
@@ -246,20 +264,21 @@ def extras(results: dict[str, Any], cfg: dict[str, Any], feats: dict[str, bool])
                 "--rounds",
                 str(col["rounds"]),
             ],
-            timeout=240,
+            timeout=150,
         )
         print(f"collector: {results['collector']}", flush=True)
     if feats["collector"] and feats["cli_import"]:
         results["cli_import"] = sub_bench(
-            "import_bench.py", ["--lines", str(cfg["import_lines"])], timeout=200
+            "import_bench.py", ["--lines", str(cfg["import_lines"])], timeout=150
         )
         print(f"cli import: {results['cli_import']}", flush=True)
     if feats["client"]:
         out_dir = harness.RESULTS if results["mode"] == "quick" else harness.ROOT / "docs"
         results["profile"] = sub_bench(
             "profile_client.py",
-            ["--n", str(cfg["profile_n"]), "--out-dir", str(out_dir)],
-            timeout=120,
+            ["--n", str(cfg["profile_n"]), "--out-dir", str(out_dir)]
+            + (["--no-svg"] if results["mode"] == "quick" else []),
+            timeout=100,
         )
         print(f"profile: {results['profile'].get('summary', results['profile'])}", flush=True)
 
