@@ -53,6 +53,15 @@ def test_compact_ranges() -> None:
         ),
         (DeliveryError("queue_full", "the queue is full"), "not sent (queue_full", False),
         (
+            DeliveryError(
+                "retries_exhausted",
+                "NewConnectionError: HTTPConnection(host='127.0.0.1', port=9): Failed to establish"
+                " a new connection: [Errno 111] Connection refused)",
+            ),
+            "(retries_exhausted: [Errno 111] Connection refused)",
+            True,
+        ),
+        (
             DeliveryError("refused", "needs event", 200),
             "the collector refused it: needs event",
             False,

@@ -9,6 +9,7 @@ by the collector (it answers 200 only after committing), so a count reported as 
 from __future__ import annotations
 
 import collections
+import re
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -38,9 +39,18 @@ def is_unreachable(error: DeliveryError) -> bool:
     return error.reason not in LOCAL_REASONS
 
 
+_ERRNO = re.compile(r"\[Errno -?\d+\] [^'\")\]]+")
+
+
+def _short(detail: str) -> str:
+    """The OS error inside a urllib3 error, e.g. `[Errno 111] Connection refused`."""
+    found = _ERRNO.search(detail)
+    return found.group(0).strip() if found else detail
+
+
 def describe_failure(error: DeliveryError, host: str) -> str:
     """One sentence for a person: what happened and, when it helps, what to do."""
-    detail = f": {error.detail}" if error.detail else ""
+    detail = f": {_short(error.detail)}" if error.detail else ""
     status = error.status
     if error.reason == "refused":
         return f"the collector refused it{detail}"

@@ -189,9 +189,9 @@ def _stop_on_signals(importer: Importer) -> Iterator[None]:
     """First Ctrl-C (or SIGTERM): stop reading and deliver what is queued. Second: give up."""
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        if importer.stopped == "interrupted":
+        if importer.stopped is not None:  # already stopping: this one means "now"
             raise KeyboardInterrupt
-        importer.stopped = "interrupted"
+        importer.stop("interrupted")
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:

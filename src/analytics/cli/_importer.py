@@ -53,7 +53,7 @@ class ImportResult:
 
 
 class Importer:
-    """Feeds sources to one client and keeps the counts. Not thread-safe: one main thread."""
+    """Feeds sources to its clients and keeps the counts. Used from the main thread only."""
 
     def __init__(
         self,
