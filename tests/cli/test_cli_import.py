@@ -400,3 +400,22 @@ def test_several_files_and_formats_report_their_own_lines(
     assert "<stdin>:3: expected 3 columns, found 2" in result.stderr
     users = sorted(m.get("userId") for m in collector.store.events())
     assert users == ["c1", "j1", "l1"]
+
+
+def test_events_exported_as_json_import_into_another_collector(
+    collector: CollectorServer, tmp_path: Path
+) -> None:
+    """`analytics events --json` output imports as it is: same messageIds, the stored
+    timestamp kept as the event time, sender/server fields not carried over."""
+    db = tmp_path / "demo.db"
+    assert run_cli(["demo", "--db", str(db)], env=cli_env(), timeout=60).returncode == 0
+    exported = run_cli(["events", "--db", str(db), "--json"], env=cli_env())
+    assert exported.returncode == 0, exported.stderr
+    originals = {m["messageId"]: m for m in map(orjson.loads, exported.stdout.splitlines())}
+    result = run_cli(["import", "-", "--host", collector.url], stdin=exported.stdout.encode())
+    assert result.returncode == 0, result.stderr
+    assert counts(result.stdout) == (7, 7, 0)
+    imported = {m["messageId"]: m for m in collector.store.events()}
+    assert imported.keys() == originals.keys()
+    for mid, message in imported.items():
+        assert message["originalTimestamp"] == originals[mid]["timestamp"]

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from analytics.cli._mapping import (
+    SNAKE_TO_CAMEL,
     Defaults,
     LineError,
     check_message,
@@ -270,3 +273,48 @@ def test_csv_row_width_and_json_columns() -> None:
 def test_scalars_in_properties_are_typed(text: str, value: object) -> None:
     """Numbers and true/false/null become JSON values; everything else stays text."""
     assert parse_scalar(text) == value
+
+
+@given(st.binary(max_size=200))
+def test_any_bytes_give_a_message_or_a_line_error(raw: bytes) -> None:
+    """Whatever a JSON line holds, the mapper returns a dict or raises LineError (nothing
+    else escapes to stop the import)."""
+    try:
+        message = map_json_line(raw)
+    except LineError:
+        return
+    assert isinstance(message, dict)
+
+
+@given(st.dictionaries(st.sampled_from([*sorted(SNAKE_TO_CAMEL), "type", "event"]), st.text()))
+def test_normalized_keys_are_camel_case_and_stable(obj: dict[str, str]) -> None:
+    """After normalization no snake_case key is left, and normalizing again changes nothing."""
+    try:
+        once = normalize_keys(dict(obj))
+    except LineError:
+        return
+    assert not set(once) & set(SNAKE_TO_CAMEL)
+    assert normalize_keys(dict(once)) == once
+
+
+@given(st.text(max_size=80))
+def test_any_log_line_gives_a_message_or_a_line_error(line: str) -> None:
+    """Log lines of any content map or are refused with LineError."""
+    log_map = parse_log_map("timestamp,userId,properties.path")
+    try:
+        message = map_log_line(line.strip(), log_map)
+    except LineError:
+        return
+    assert set(message) <= {"timestamp", "userId", "properties"}
+
+
+@given(st.lists(st.text(max_size=20), max_size=6))
+def test_any_csv_row_gives_a_message_or_a_line_error(row: list[str]) -> None:
+    """CSV rows of any width and content map or are refused with LineError."""
+    column_map = parse_csv_map(["type", "userId", "properties", "properties.n"], [])
+    try:
+        message = map_csv_row(row, column_map)
+    except LineError:
+        return
+    assert len(row) == 4
+    assert set(message) <= {"type", "userId", "properties"}
