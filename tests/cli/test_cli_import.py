@@ -419,3 +419,21 @@ def test_events_exported_as_json_import_into_another_collector(
     assert imported.keys() == originals.keys()
     for mid, message in imported.items():
         assert message["originalTimestamp"] == originals[mid]["timestamp"]
+
+
+def test_map_misuse_is_a_usage_error(tmp_path: Path) -> None:
+    """--map on JSON lines only, or for csv and log files at once: exit 2, nothing sent."""
+    jsonl = write_jsonl(tmp_path / "a.jsonl", [{"type": "track", "userId": "u", "event": "E"}])
+    csv = tmp_path / "b.csv"
+    csv.write_text("type,userId,event\ntrack,u,E\n")
+    log = tmp_path / "c.log"
+    log.write_text("2020-01-01T00:00:00Z u E\n")
+    result = run_cli(["import", str(jsonl), "--map", "a=userId"])
+    assert result.returncode == 2
+    assert "--map applies to csv and log input" in result.stderr
+    result = run_cli(["import", str(csv), str(log), "--map", "userId=userId"])
+    assert result.returncode == 2
+    assert "import them apart" in result.stderr
+    result = run_cli(["import", str(log), "--map", "timestamp,when"])
+    assert result.returncode == 2
+    assert "unknown field 'when'" in result.stderr

@@ -11,7 +11,6 @@ import gc
 import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from types import FrameType
 from typing import Any, BinaryIO
 
@@ -22,15 +21,12 @@ from analytics.cli._delivery import DeliveryTracker
 from analytics.cli._importer import Importer, ImportResult, summary_lines
 from analytics.cli._mapping import (
     MESSAGE_TYPES,
-    ColumnMap,
     Defaults,
     LineError,
     LogMap,
     map_csv_row,
     map_json_line,
     map_log_line,
-    parse_csv_map,
-    parse_log_map,
 )
 from analytics.cli._options import (
     EXIT_INTERRUPTED,
@@ -42,97 +38,23 @@ from analytics.cli._options import (
     timeout_option,
     write_key_option,
 )
-from analytics.cli._progress import format_summary, make_reporter
-from analytics.cli._readers import (
-    CsvReader,
-    LineReader,
-    display_name,
-    guess_format,
-    input_size,
-    open_input,
+from analytics.cli._plan import (
+    DEFAULT_LOG_MAP,
+    Plan,
+    Settings,
+    column_map_of,
+    make_defaults,
+    make_log_map,
+    make_plans,
 )
+from analytics.cli._progress import format_summary, make_reporter
+from analytics.cli._readers import CsvReader, LineReader, display_name, input_size, open_input
 
 __all__ = ["import_command"]
 
-DEFAULT_LOG_MAP = "timestamp,userId,event"
 # Enough queued batches to keep every connection busy, few enough that Ctrl-C (which
 # delivers what was read) ends within a second or two.
 QUEUE_SIZE = 20_000
-
-
-@dataclass(frozen=True, slots=True)
-class Plan:
-    """How to read one source, decided before anything is sent."""
-
-    path: str
-    fmt: str
-    column_map: ColumnMap | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Settings:
-    """Everything the import run needs, checked."""
-
-    plans: Sequence[Plan]
-    maps: Sequence[str]
-    log_map: LogMap
-    defaults: Defaults | None
-    write_key: str
-    host: str
-    timeout: float
-    retries: int
-    batch_size: int
-    connections: int
-    progress: bool
-    progress_interval: float
-
-
-def _defaults(default_type: str | None, event: str | None, **dicts: Any) -> Defaults | None:
-    fields = {k: v for k, v in (("type", default_type), ("event", event)) if v is not None}
-    return Defaults(
-        fields=fields, dicts={k: v for k, v in dicts.items() if v is not None}
-    ).or_none()
-
-
-def _plan(paths: Sequence[str], fmt: str | None, maps: Sequence[str]) -> list[Plan]:
-    """Decide each source's format and check CSV headers against --map, before sending."""
-    if list(paths).count("-") > 1:
-        raise click.UsageError("`-` (standard input) can be given once")
-    plans = []
-    for path in paths:
-        kind = fmt or ("jsonl" if path == "-" else guess_format(path))
-        column_map = None
-        if kind == "csv" and path != "-":
-            column_map = _read_column_map(path, maps)
-        plans.append(Plan(path, kind, column_map))
-    if maps and all(p.fmt == "jsonl" for p in plans):
-        raise click.UsageError("--map applies to csv and log input (see --format)")
-    return plans
-
-
-def _log_map(plans: Sequence[Plan], maps: Sequence[str]) -> LogMap:
-    if not maps or not any(p.fmt == "log" for p in plans):
-        return parse_log_map(DEFAULT_LOG_MAP)
-    try:
-        return parse_log_map(",".join(maps))
-    except ValueError as exc:
-        raise click.UsageError(f"--map (log): {exc}") from None
-
-
-def _read_column_map(path: str, maps: Sequence[str]) -> ColumnMap:
-    with open_input(path) as stream:
-        reader = CsvReader(stream)
-        return _column_map(reader, path, maps)
-
-
-def _column_map(reader: CsvReader, path: str, maps: Sequence[str]) -> ColumnMap:
-    header = reader.header()
-    if header is None:
-        raise click.UsageError(f"{display_name(path)}: empty CSV file (no header row)")
-    try:
-        return parse_csv_map(header, maps)
-    except ValueError as exc:
-        raise click.UsageError(f"{display_name(path)}:1: {exc}") from None
 
 
 def _decode_log(log_map: LogMap, defaults: Defaults | None) -> Callable[[bytes], dict[str, Any]]:
@@ -178,7 +100,7 @@ def _run_csv(
     reader = CsvReader(stream)
     defaults = settings.defaults
     try:
-        column_map = _column_map(reader, plan.path, settings.maps)  # stdin's header: read here
+        column_map = column_map_of(reader, plan.path, settings.maps)  # stdin's header: read here
         importer.feed(index, reader, lambda row: map_csv_row(row, column_map, defaults), reader)
     finally:
         reader.detach()
@@ -314,14 +236,14 @@ def import_command(
     goes on. Exit 0 when every line was delivered, 1 when some were refused or not
     delivered, 3 when the collector could not be reached, 130 after Ctrl-C.
     """
-    plans = _plan(files, fmt, maps)
+    plans = make_plans(files, fmt, maps)
     if default_type is None and any(p.fmt == "log" for p in plans):
         default_type = "track"
     settings = Settings(
         plans=plans,
         maps=maps,
-        log_map=_log_map(plans, maps),
-        defaults=_defaults(
+        log_map=make_log_map(plans, maps),
+        defaults=make_defaults(
             default_type, event, properties=properties, traits=traits, context=context
         ),
         write_key=require_write_key(write_key),

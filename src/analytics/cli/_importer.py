@@ -121,6 +121,7 @@ class Importer:
         try:
             for lineno, payload in records:
                 read += 1
+                mid = None
                 try:
                     message = mapper(payload)
                     if check_message(message):
@@ -134,6 +135,8 @@ class Importer:
                     # back through on_failure, with its line, like any undelivered one.
                     enqueue(message, timeout=timeout)
                 except (LineError, ValueError, TypeError) as exc:
+                    if mid is not None:
+                        own.pop(str(mid), None)
                     self.refuse(index, lineno, str(exc))
                 if not read & (CHECK_EVERY - 1):
                     self._checkpoint(read, reader.consumed, index, lineno)
@@ -190,10 +193,14 @@ class Importer:
         """Report the batches the client gave up on, as file:line ranges with the reason."""
         for data, error in self.tracker.pop_failures():
             reason = f"not delivered: {describe_failure(error, self.host)}"
-            for index, lines in _group_by_source(self.locate(m) for m in data).items():
+            locations = [self.locate(m) for m in data]
+            for index, lines in _group_by_source(locations).items():
                 for first, last in compact_ranges(lines):
                     where = f"{first}" if first == last else f"{first}-{last}"
                     self.reporter.log(f"{self.names[index]}:{where}: {reason}")
+            unknown = locations.count(None)
+            if unknown:  # not expected: every message sent was given a known id
+                self.reporter.log(f"{unknown} message(s) of unknown origin: {reason}")
 
     def finish(self, timeout: float) -> ImportResult:
         """Wait (bounded) for delivery, stop the client and return the result.
