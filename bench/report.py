@@ -126,9 +126,11 @@ def rss(res: dict[str, Any]) -> list[str]:
         "|---|---|---|---|",
     ]
     for c in _clients(res, "rss"):
-        ratio = "1" if c == "segment" else _f(ratios(runs, "rss", "peak_rss_mb", client=c), 3)
+        ratio = (
+            "1" if c == "segment" else _f(ratios(runs, "rss", "hwm_after_calls_mb", client=c), 3)
+        )
         out.append(
-            f"| {LABEL[c]} | {_f(metric(runs, 'rss', c, 'peak_rss_mb'), 0)} "
+            f"| {LABEL[c]} | {_f(metric(runs, 'rss', c, 'hwm_after_calls_mb'), 0)} "
             f"| {_f(metric(runs, 'rss', c, 'rss_before_mb'), 0)} | {ratio}× |"
         )
     return [*out, ""]

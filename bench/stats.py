@@ -111,7 +111,7 @@ def client_targets(res: dict[str, Any]) -> list[Target]:
         _cmp(
             "peak RSS with N queued vs Segment",
             "≤ 0.33×",
-            ratios(runs, "rss", "peak_rss_mb"),
+            ratios(runs, "rss", "hwm_after_calls_mb"),
             lambda v: v <= 1 / 3,
             "×",
         ),
