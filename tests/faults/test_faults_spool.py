@@ -67,6 +67,7 @@ def _disk_fills(
     *,
     room: int,
     name: str,
+    when: str,
 ) -> None:
     """The disk fills during an outage (``room`` bytes left for the spool); the client says so
     once, goes on in memory, and must deliver everything once the collector is back."""
@@ -96,7 +97,7 @@ def _disk_fills(
         out,
         resent=server.stats.snapshot().duplicates,
         recover=out.recover(up),
-        note=f"{len(lines)} log line: memory from then on",
+        note=f"{len(lines)} log line: memory {when}",
     )
     assert len(lines) == 1, producer.stderr
     assert "disk is full" in lines[0]
@@ -113,15 +114,16 @@ def test_spool_disk_full_at_once(
     record: Any,
     cleanup: list[Any],
 ) -> None:
-    """Case 7b: 1 MB left: the disk is full from the first chunks on; nothing lost."""
+    """Case 7b: 128 KB left: the spool cannot even be created; nothing lost, said once."""
     _disk_fills(
         collector_factory,
         mount_point,
         tmp_path,
         record,
         cleanup,
-        room=2**20,
-        name="7b spool disk full from the start",
+        room=128 * 2**10,
+        name="7b spool disk full at start",
+        when="only",
     )
 
 
@@ -147,4 +149,5 @@ def test_spool_disk_fills_after_a_while(
         cleanup,
         room=2 * 2**20,
         name="7c spool disk fills after ~1 s",
+        when="from then on",
     )
