@@ -42,6 +42,7 @@ def header(res: dict[str, Any]) -> list[str]:
     m, cfg = res["machine"], res["config"]
     vers = ", ".join(f"{c} {v}" for c, v in res.get("versions", {}).items())
     cap = res.get("sink_capacity", {})
+    cap1 = res.get("sink_capacity_1", {})
     return [
         "# Benchmarks",
         "",
@@ -64,8 +65,10 @@ def header(res: dict[str, Any]) -> list[str]:
         + ".",
         f"- Sink: Node.js `http` on 127.0.0.1 (keep-alive, Nagle off) counting events and "
         f"distinct ids; capacity measured in this run: "
-        f"**{cap.get('events_per_s', 0):,.0f} events/s** ({cap.get('connections')} connections, "
-        f"{cap.get('seconds', 0):.1f} s).",
+        f"**{cap.get('events_per_s', 0):,.0f} events/s** with {cap.get('connections')} "
+        f"connections and **{cap1.get('events_per_s', 0):,.0f} events/s** with one "
+        f"(a client's sender uses one); the sink's CPU time during each run is in the "
+        f"throughput table (near 100% would make it the bottleneck).",
         "- This machine is shared and noisy, and about 2–3× slower per core than the one "
         "ANCHORS.md was measured on; compare ratios within one run, not absolute numbers.",
         "",
@@ -87,15 +90,15 @@ def throughput(res: dict[str, Any]) -> list[str]:
         "## Throughput (tuned: 500 per request, queue ≥ N, gzip off)",
         "",
         "| client | µs per track() median | p99 µs | mean µs (wall / N) | delivered events/s "
-        "| CPU µs per event | peak RSS MB | lost | duplicates |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| CPU µs per event | peak RSS MB | lost | duplicates | sink CPU % |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in _clients(res, "throughput"):
         g = lambda k, d=1, t=False, c=c: _f(metric(runs, "throughput", c, k), d, t)  # noqa: E731
         out.append(
             f"| {LABEL[c]} | {g('median_us', 2)} | {g('p99_us')} | {g('caller_us_per_call')} "
             f"| {g('delivered_per_s', 0, True)} | {g('cpu_us_per_event')} | {g('peak_rss_mb', 0)} "
-            f"| {g('lost', 0)} | {g('duplicates', 0)} |"
+            f"| {g('lost', 0)} | {g('duplicates', 0)} | {g('sink_cpu_pct', 0)} |"
         )
     out += [
         "",

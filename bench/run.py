@@ -227,11 +227,15 @@ def main() -> None:
     }
     sink = harness.Sink()
     try:
-        results["sink_capacity"] = sink.capacity(cfg["capacity_s"])
-        print(
-            f"sink capacity: {results['sink_capacity'].get('events_per_s', 0):,.0f} events/s",
-            flush=True,
-        )
+        results["sink_capacity"] = sink.capacity(cfg["capacity_s"], 4)
+        results["sink_capacity_1"] = sink.capacity(cfg["capacity_s"], 1)
+        for key in ("sink_capacity", "sink_capacity_1"):
+            cap = results[key]
+            print(
+                f"sink capacity, {cap['connections']} connection(s): "
+                f"{cap.get('events_per_s', 0):,.0f} events/s",
+                flush=True,
+            )
         results["runs"] = client_runs(sink, cfg, clients, args.scenarios.split(","), feats, t0)
     finally:
         sink.stop()

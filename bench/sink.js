@@ -30,6 +30,7 @@ let st;
 let ids;
 let held = [];
 let waiters = [];
+let cpuAtReset = process.cpuUsage();
 
 function mulberry32(seed) {
   let a = seed >>> 0;
@@ -48,6 +49,7 @@ function resetCounters() {
     bytes: 0, max_batch: 0, t_first_request: null, t_last_new: null, t_last_200: null,
     verified: 0, verify_mismatch: 0, paths: {}, encodings: {},
   };
+  cpuAtReset = process.cpuUsage();
   ids = new Set();
 }
 
@@ -161,7 +163,11 @@ function finishWaiter(w) {
 }
 
 function snapshot() {
-  return { ...st, distinct: ids.size, duplicates: st.events - ids.size, held: held.length };
+  const cpu = process.cpuUsage(cpuAtReset); // the sink's own CPU time since the last reset
+  return {
+    ...st, distinct: ids.size, duplicates: st.events - ids.size, held: held.length,
+    cpu_ms: (cpu.user + cpu.system) / 1000,
+  };
 }
 
 function sendJson(res, obj) {

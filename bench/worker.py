@@ -119,6 +119,8 @@ def delivery(sink: Sink, adapter: Adapter, n: int, t_first: float, budget: float
     if st["t_last_new"] is not None and distinct:
         secs = st["t_last_new"] / 1000 - t_first
         out.update(delivery_s=secs, delivered_per_s=distinct / secs if secs > 0 else None)
+        # the sink's CPU time over the delivery window: near 100% would make it the bottleneck
+        out["sink_cpu_pct"] = 100 * st["cpu_ms"] / 1000 / secs if secs > 0 else None
     return out
 
 
