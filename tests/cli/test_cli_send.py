@@ -4,6 +4,8 @@ collector on 127.0.0.1."""
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -249,3 +251,23 @@ def test_collector_that_never_answers_is_bounded_by_timeout() -> None:
     assert "did not acknowledge the event within 2s" in result.stderr
     assert "Traceback" not in result.stderr
     assert elapsed < 10
+
+
+def test_without_the_cli_extra_the_script_says_what_to_install() -> None:
+    """`analytics` installed without click: a one-line hint and exit 1, not a traceback."""
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'click' or name.startswith('click.'):\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from analytics.cli import main\n"
+        "main(['demo'])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 1
+    assert "pip install 'analytics[cli]'" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,4 +1,4 @@
-"""The `analytics` command line (also `python -m analytics`).
+"""The click group of the `analytics` command.
 
 Commands: `demo`, `track|identify|page|screen|group|alias`, `import`, and the collector's
 `serve` and `events`. Heavier commands are imported only when used, so `analytics track`
@@ -8,14 +8,13 @@ in a cron job does not load the collector (aiohttp) or the progress bars (rich).
 from __future__ import annotations
 
 import importlib
-from collections.abc import Sequence
 
 import click
 
 from analytics._version import __version__
 from analytics.cli._send import SEND_COMMANDS, make_send_command
 
-__all__ = ["cli", "main"]
+__all__ = ["LAZY_COMMANDS", "LazyGroup", "cli"]
 
 # name -> "module:attribute", imported on first use.
 LAZY_COMMANDS = {
@@ -79,8 +78,3 @@ def cli() -> None:
 
 for _kind in SEND_COMMANDS:
     cli.add_command(make_send_command(_kind))
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """Run the command line (the `analytics` script's entry point)."""
-    cli.main(args=None if argv is None else list(argv), prog_name="analytics")
