@@ -32,7 +32,6 @@ def norm(item: Any, env: Envelope | None = None, single: str | None = None) -> d
         env or Envelope(items=[item]),
         single_type=single,
         now=NOW,
-        received_at=format_timestamp(NOW),
         limits=LIMITS,
     )
 

@@ -43,8 +43,16 @@ def parse_timestamp(value: str) -> datetime:
 
 def format_timestamp(moment: datetime) -> str:
     """Format ``moment`` as UTC, millisecond precision, ``Z`` suffix."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    elif moment.utcoffset():
+    if moment.tzinfo is not None and moment.utcoffset():
         moment = moment.astimezone(timezone.utc)
-    return moment.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+    # %-formatting is about twice as fast as isoformat() here (measured), and this runs
+    # once per stored message.
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (  # noqa: UP031
+        moment.year,
+        moment.month,
+        moment.day,
+        moment.hour,
+        moment.minute,
+        moment.second,
+        moment.microsecond // 1000,
+    )
