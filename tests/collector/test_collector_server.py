@@ -107,3 +107,83 @@ def test_open_mode_is_announced(
     caplog.set_level(logging.INFO, logger="analytics.collector")
     collector_factory()
     assert any("accepting any write key" in r.getMessage() for r in caplog.records)
+
+
+def test_another_process_reads_while_the_server_runs(collector: CollectorServer) -> None:
+    import subprocess
+    import sys
+
+    assert post(collector.url, "/v1/batch", batch([track(1), track(2)])).status == 200
+    db = collector.store.path  # type: ignore[attr-defined]
+    code = (
+        "from analytics.collector._cli import events_command; "
+        f"events_command(['--db', {str(db)!r}, '--json'])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    assert [line.count('"messageId"') for line in out.stdout.splitlines()] == [1, 1]
+    assert post(collector.url, "/v1/batch", batch([track(3)])).status == 200
+    assert collector.store.count() == 3
+
+
+class _SummaryWatcher(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=logging.INFO)
+        self.seen = threading.Event()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if "messages received" in message:
+            self.lines.append(message)
+            self.seen.set()
+
+
+def test_periodic_info_summary(collector_factory: Callable[..., CollectorServer]) -> None:
+    watcher = _SummaryWatcher()
+    logger = logging.getLogger("analytics.collector")
+    logger.addHandler(watcher)
+    previous = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        server = collector_factory(summary_interval=0.05)
+        post(server.url, "/v1/batch", batch([track(1), track(2)]))
+        assert watcher.seen.wait(10)
+    finally:
+        logger.removeHandler(watcher)
+        logger.setLevel(previous)
+    assert "2 messages received, 2 stored" in watcher.lines[-1]
+
+
+class _BrokenStore:
+    """A store whose write fails with a non-SQLite error (a bug in a store)."""
+
+    def __init__(self) -> None:
+        self.writes = 0
+
+    def write(self, batches: object) -> list[int]:
+        self.writes += 1
+        raise ZeroDivisionError("store bug")
+
+    def events(self, *args: object, **kwargs: object) -> list[dict[str, object]]:
+        return []
+
+    def count(self) -> int:
+        return 0
+
+    def close(self) -> None:
+        pass
+
+
+def test_any_store_failure_is_503_never_200(
+    collector_factory: Callable[..., CollectorServer],
+) -> None:
+    store = _BrokenStore()
+    server = collector_factory(db=store)
+    reply = post(server.url, "/v1/batch", batch([track(1)]))
+    assert reply.status == 503
+    assert reply.headers["retry-after"] == "2"
+    assert store.writes == 1
+    assert server.stats.snapshot().failed == 1
