@@ -437,3 +437,23 @@ def test_map_misuse_is_a_usage_error(tmp_path: Path) -> None:
     result = run_cli(["import", str(log), "--map", "timestamp,when"])
     assert result.returncode == 2
     assert "unknown field 'when'" in result.stderr
+
+
+def test_dry_run_checks_lines_and_sends_nothing(collector: CollectorServer, tmp_path: Path) -> None:
+    """--dry-run reports bad lines (the client's own checks included), needs no write key,
+    and sends nothing."""
+    path = tmp_path / "check.jsonl"
+    path.write_text(
+        '{"type":"track","userId":"u","event":"E"}\n'
+        '{"type":"track","userId":"u"}\n'
+        '{"type":"group","userId":"u"}\n'
+    )
+    result = run_cli(["import", str(path), "--dry-run", "--host", collector.url], env=cli_env())
+    assert result.returncode == 1, result.stderr
+    assert f"{path}:2: a track message needs event" in result.stderr
+    assert f"{path}:3: a group message needs groupId" in result.stderr
+    assert "dry run: read 3, valid 1, refused 2" in result.stdout
+    assert "nothing was sent" in result.stdout
+    assert collector.store.count() == 0
+    good = write_jsonl(tmp_path / "good.jsonl", [{"type": "identify", "userId": "u"}])
+    assert run_cli(["import", str(good), "--dry-run"], env=cli_env()).returncode == 0

@@ -47,7 +47,7 @@ from analytics.cli._plan import (
     make_log_map,
     make_plans,
 )
-from analytics.cli._progress import format_summary, make_reporter
+from analytics.cli._progress import format_duration, format_summary, make_reporter
 from analytics.cli._readers import CsvReader, LineReader, display_name, input_size, open_input
 
 __all__ = ["import_command"]
@@ -137,9 +137,11 @@ def _few_gc_passes() -> Iterator[None]:
         gc.set_threshold(*thresholds)
 
 
-def _exit_code(result: ImportResult) -> int:
+def _exit_code(result: ImportResult, dry_run: bool) -> int:
     if result.stopped == "interrupted":
         return EXIT_INTERRUPTED
+    if dry_run:
+        return EXIT_NOT_DELIVERED if result.refused or result.stopped else 0
     if result.unreachable and result.sent == 0:
         return EXIT_UNREACHABLE
     if result.stopped or result.refused or result.not_delivered:
@@ -203,6 +205,11 @@ def _exit_code(result: ImportResult) -> int:
     show_default=True,
     help="Requests in flight at once (one sending thread each).",
 )
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Check every line (mapping, fields, size) and report the bad ones; send nothing.",
+)
 @click.option("--progress/--no-progress", default=True, help="Show progress on standard error.")
 @click.option(
     "--progress-interval",
@@ -227,6 +234,7 @@ def import_command(
     retries: int,
     batch_size: int,
     connections: int,
+    dry_run: bool,
     progress: bool,
     progress_interval: float,
 ) -> None:
@@ -246,17 +254,18 @@ def import_command(
         defaults=make_defaults(
             default_type, event, properties=properties, traits=traits, context=context
         ),
-        write_key=require_write_key(write_key),
+        write_key="dry-run" if dry_run and not write_key else require_write_key(write_key),
         host=host,
         timeout=timeout,
         retries=retries,
         batch_size=batch_size,
-        connections=connections,
+        connections=1 if dry_run else connections,
+        dry_run=dry_run,
         progress=progress,
         progress_interval=progress_interval,
     )
     result = run_import(settings)
-    click.get_current_context().exit(_exit_code(result))
+    click.get_current_context().exit(_exit_code(result, dry_run))
 
 
 def _make_clients(settings: Settings, tracker: DeliveryTracker) -> list[analytics.Client]:
@@ -269,6 +278,7 @@ def _make_clients(settings: Settings, tracker: DeliveryTracker) -> list[analytic
             max_queue_size=QUEUE_SIZE // settings.connections,
             max_retries=settings.retries,
             timeout=min(settings.timeout, 30.0),
+            send=not settings.dry_run,  # a dry run validates and encodes, then drops
             log=False,
             on_success=tracker.on_success,
             on_failure=tracker.on_failure,
@@ -290,6 +300,7 @@ def run_import(settings: Settings) -> ImportResult:
         host=settings.host,
         enqueue_timeout=settings.timeout,
         total_bytes=total,
+        dry_run=settings.dry_run,
     )
     finish_timeout = settings.timeout
     with _stop_on_signals(importer), _few_gc_passes():
@@ -307,6 +318,13 @@ def run_import(settings: Settings) -> ImportResult:
         result = importer.finish(finish_timeout)
     for line in summary_lines(result):
         click.echo(line, err=True)
+    if settings.dry_run:
+        valid = result.read - result.refused
+        click.echo(
+            f"dry run: read {result.read:,}, valid {valid:,}, refused {result.refused:,}"
+            f" in {format_duration(result.duration)}; nothing was sent"
+        )
+        return result
     click.echo(
         format_summary(
             result.read, result.sent, result.refused, result.not_delivered, result.duration

@@ -64,6 +64,7 @@ class Importer:
         host: str,
         enqueue_timeout: float,
         total_bytes: int | None,
+        dry_run: bool = False,
     ) -> None:
         """Send with `clients` (built with `tracker`'s callbacks, used in turn every
         `CHECK_EVERY` lines so their requests overlap) and report through `reporter`."""
@@ -73,6 +74,7 @@ class Importer:
         self.host = host
         self.enqueue_timeout = enqueue_timeout
         self.total_bytes = total_bytes
+        self.dry_run = dry_run  # nothing is sent: a line is settled once it is checked
         self.run_id = secrets.token_hex(6)
         self.own_ids: dict[str, Location] = tracker.ids if tracker.ids is not None else {}
         self.names: list[str] = []
@@ -162,7 +164,7 @@ class Importer:
         position = self.done_bytes if position is None else position
         refused = self.refused + self.tracker.failed
         sent = self.tracker.sent
-        if read:
+        if read and not self.dry_run:
             position = int(position * min((sent + refused) / read, 1.0))
         return Counts(read, sent, refused, position, self.total_bytes)
 

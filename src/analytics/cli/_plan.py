@@ -47,6 +47,7 @@ class Settings:
     retries: int
     batch_size: int
     connections: int
+    dry_run: bool
     progress: bool
     progress_interval: float
 
