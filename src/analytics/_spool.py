@@ -5,34 +5,33 @@ sender appends a chunk, leases the oldest one, sends it, then acks it (deleted) 
 (kept for a later process). Every public method is one short transaction.
 
 Durability window:
-    `append()` returns after its COMMIT. A committed chunk survives the process crashing,
-    exiting without flush or being SIGKILLed at any instant: the commit is in the WAL file
-    (the kernel writes it out even if the process dies). What such a crash still loses is what
-    the client had not yet appended: the messages in its memory queue, at most the last
-    interval of the client's spool settings (1 s by default). With the default
-    ``fsync=False`` (``PRAGMA synchronous=NORMAL``) commits are not fsynced one by one: a
-    *power loss or kernel crash* can also lose the chunks committed since the last WAL
-    checkpoint (at most ~4 MB, a few chunks), but never corrupts the file. ``fsync=True``
-    (``synchronous=FULL``) fsyncs every commit and closes that gap at a cost in throughput.
-    Delivery is at least once: a process killed between a delivery and its `ack()` has the
-    chunk sent again by a later process; messageIds make that idempotent at the collector.
+    `append()` returns after its COMMIT, and a committed chunk survives the process crashing,
+    exiting without flush or being SIGKILLed at any instant (the commit is in the WAL file,
+    which the kernel writes out even if the process dies). Such a crash loses only what the
+    client had not yet appended: its memory queue, at most the last spool interval (1 s by
+    default). With ``fsync=False`` (``synchronous=NORMAL``) commits are not fsynced one by
+    one, so a *power loss or kernel crash* can also lose what was committed since the last
+    WAL checkpoint (at most ~16 MB), never corrupting the file; ``fsync=True``
+    (``synchronous=FULL``) closes that gap at a cost in throughput. Delivery is at least
+    once: a process killed between a delivery and its `ack()` has the chunk sent again by a
+    later process (messageIds make that idempotent at a deduplicating collector).
 
 Multi-process rules:
-    - Any number of processes on one host may share one file (gunicorn workers): writes
-      are serialized by SQLite (``busy_timeout``, ``BEGIN IMMEDIATE``), and a chunk is
-      leased by one live process at a time. A lease records the pid, the process start time
-      and a random token; a lease whose process is gone (or whose pid was reused, seen by the
+    - Any number of processes on one host may share one file (gunicorn workers): SQLite
+      serializes writes (``busy_timeout``, ``BEGIN IMMEDIATE``) and a chunk is leased by one
+      live process at a time. A lease records the pid, the process start time and a random
+      token; a lease whose process is gone (or a zombie, or whose pid was reused, seen by the
       start time) is reclaimed by the next `lease()` in any process, oldest chunk first.
-    - The processes must share a pid namespace (one host or one container) and a local
-      filesystem: WAL needs shared memory, so no NFS/SMB; use one file per container.
+    - The processes must share a pid namespace (one host or container) and a local
+      filesystem (WAL uses shared memory: no NFS/SMB); otherwise use one file per container.
     - Connections never cross ``fork()``: a before-fork hook closes every open spool's
-      connection (it is reopened on next use), and in the child `after_fork_in_child()` (also
-      done automatically on the first call) gives the child its own lease identity. The
-      parent's leases stay the parent's, so a child never sends the chunks its parent holds.
+      connection (reopened on next use); in the child `after_fork_in_child()` (also run
+      automatically on its first call) gives it its own lease identity. The parent's leases
+      stay the parent's: a child never takes a chunk its parent holds.
 
-Errors: every failure is a `SpoolError` with a message saying what is wrong and what to do
-(corrupt or foreign file, read-only file or directory, disk full, locked past the busy
-timeout); never a raw sqlite3 exception. Thread-safe: one lock serializes the calls.
+Errors: every failure is a `SpoolError` saying what is wrong and what to do (corrupt or
+foreign file, read-only, disk full, locked past the busy timeout), never a raw sqlite3
+error. Thread-safe: one lock serializes the calls.
 """
 
 from __future__ import annotations
@@ -43,9 +42,10 @@ import secrets
 import sqlite3
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from analytics._exceptions import AnalyticsError
 
@@ -54,30 +54,25 @@ __all__ = ["DEFAULT_MAX_BYTES", "Spool", "SpoolError"]
 logger = logging.getLogger("analytics")
 
 DEFAULT_MAX_BYTES = 256 * 2**20
-#: WAL file size kept after a checkpoint (the WAL grows back while chunks are written).
-_JOURNAL_SIZE_LIMIT = 16 * 2**20
-
-#: Set before the file gets its first table: 64 KiB pages make 1 MB chunks cheap to write,
-#: read and free. A checkpoint (two fsyncs) runs once the WAL holds ~16 MB of commits.
-_PRAGMAS_NEW = ("PRAGMA page_size=65536",)
+#: For a new file: 64 KiB pages make 1 MB chunks cheap to write, read and free.
+_NEW_FILE = ("PRAGMA page_size=65536",)
+#: A checkpoint (two fsyncs) once the WAL holds 256 pages (16 MB); the WAL file is cut back
+#: to 16 MB after it.
 _PRAGMAS = (
     "PRAGMA wal_autocheckpoint=256",
     "PRAGMA cache_size=-16384",
-    f"PRAGMA journal_size_limit={_JOURNAL_SIZE_LIMIT}",
+    f"PRAGMA journal_size_limit={16 * 2**20}",
 )
+# The small row is leased and scanned; the blob is written once, read once, deleted once.
 _SCHEMA = (
-    # The small row is leased and scanned; the blob is written once, read once, deleted once.
     """CREATE TABLE IF NOT EXISTS chunks (
         id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: id order is append order
-        count INTEGER NOT NULL,                -- messages in the chunk
-        size INTEGER NOT NULL,                 -- bytes of data
-        lease TEXT                             -- 'pid:start:token' of the holder, or NULL
-    )""",
+        count INTEGER NOT NULL, size INTEGER NOT NULL,  -- messages, bytes of data
+        lease TEXT)                            -- 'pid:start:token' of the holder, or NULL""",
     "CREATE INDEX IF NOT EXISTS chunks_lease ON chunks(lease)",
     "CREATE TABLE IF NOT EXISTS blobs (id INTEGER PRIMARY KEY, data BLOB NOT NULL)",
-    """CREATE TABLE IF NOT EXISTS totals (
-        k INTEGER PRIMARY KEY CHECK (k = 0), messages INTEGER NOT NULL, bytes INTEGER NOT NULL
-    )""",
+    """CREATE TABLE IF NOT EXISTS totals (k INTEGER PRIMARY KEY CHECK (k = 0),
+        messages INTEGER NOT NULL, bytes INTEGER NOT NULL)""",
     "INSERT OR IGNORE INTO totals (k, messages, bytes) VALUES (0, 0, 0)",
     """CREATE TRIGGER IF NOT EXISTS chunks_added AFTER INSERT ON chunks BEGIN
         UPDATE totals SET messages = messages + NEW.count, bytes = bytes + NEW.size WHERE k = 0;
@@ -92,11 +87,11 @@ _LEASE_OLDEST = (
     "UPDATE chunks SET lease = ? WHERE id = "
     "(SELECT id FROM chunks WHERE lease IS NULL ORDER BY id LIMIT 1) RETURNING id"
 )
-
+_LOCKED = "the file is locked by another connection for longer than the busy timeout ({busy} s)"
 # Primary SQLite result codes -> what to tell the user.
 _EXPLAIN = {
-    5: "the file is locked by another connection for longer than the busy timeout ({busy:g} s)",
-    6: "the file is locked by another connection for longer than the busy timeout ({busy:g} s)",
+    5: _LOCKED,
+    6: _LOCKED,
     8: "the file or its directory is read-only; give a writable path",
     10: "a disk I/O error occurred",
     11: "the file is corrupt; move it away (its events cannot be read) or give another path",
@@ -116,8 +111,8 @@ class Spool:
     Args:
         path: the file; created (with its schema) when missing. Its directory must exist.
         max_bytes: bound on the stored message bytes; past it `append()` drops the oldest
-            chunks that no process holds. The file itself can be larger (pages, WAL) and
-            does not shrink after a peak: its free pages are reused.
+            chunks that no process holds. The file itself is larger (pages, a WAL of up to
+            ~16 MB) and does not shrink after a peak: its free pages are reused.
         busy_timeout: seconds a call waits for another connection's lock before failing.
         fsync: fsync every commit (``synchronous=FULL``) instead of at checkpoints; see the
             module docstring for what that changes on power loss.
@@ -143,12 +138,18 @@ class Spool:
         self._synchronous = "FULL" if fsync else "NORMAL"
         self._conn: sqlite3.Connection | None = None
         self._closed = False
+        #: The id of the last chunk this object appended (0 before the first).
+        self.last_chunk_id = 0
         self._new_identity()
         try:
             with self._guard("open"):
                 conn = self._connection()
                 conn.execute("BEGIN IMMEDIATE")  # fails now if the file is read-only or locked
-                self._check_schema(conn)
+                tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
+                if tables and "chunks" not in tables:
+                    raise SpoolError(
+                        f"spool {self.path}: an SQLite file but not a spool; give another path"
+                    )
                 for statement in _SCHEMA:
                     conn.execute(statement)
                 conn.execute("COMMIT")
@@ -161,13 +162,12 @@ class Spool:
         """Show the path."""
         return f"<analytics Spool {str(self.path)!r}>"
 
-    # --- the public calls -----------------------------------------------------------------------
-
     def append(self, items: list[bytes]) -> int:
         """Commit one chunk durably; return how many messages were dropped to stay in bounds.
 
         Dropped are the oldest chunks no process holds, possibly this one if it alone is
-        over ``max_bytes``. Items must not contain a raw newline (encoded JSON never does).
+        over ``max_bytes``. Items are joined by ``b"\\n"``: they must not contain a raw
+        newline (encoded JSON never does; not checked, for speed). Sets `last_chunk_id`.
 
         Raises:
             SpoolError: disk full, read-only, locked past the busy timeout, corrupt.
@@ -175,15 +175,14 @@ class Spool:
         if not items:
             return 0
         data = b"\n".join(items)
-        if data.count(b"\n") != len(items) - 1:
-            raise ValueError("spool items must not contain a raw newline")
         with self._guard("append"):
             conn = self._connection()
             conn.execute("BEGIN IMMEDIATE")
             cursor = conn.execute(
                 "INSERT INTO chunks (count, size) VALUES (?, ?)", (len(items), len(data))
             )
-            conn.execute("INSERT INTO blobs (id, data) VALUES (?, ?)", (cursor.lastrowid, data))
+            self.last_chunk_id = int(cursor.lastrowid or 0)
+            conn.execute("INSERT INTO blobs (id, data) VALUES (?, ?)", (self.last_chunk_id, data))
             (total,) = conn.execute("SELECT bytes FROM totals WHERE k = 0").fetchone()
             dropped = self._trim(conn, total - self.max_bytes) if total > self.max_bytes else 0
             conn.execute("COMMIT")
@@ -192,8 +191,8 @@ class Spool:
     def lease(self) -> tuple[int, list[bytes]] | None:
         """Take the oldest chunk no live process holds; None when there is none.
 
-        Leases held by processes that are gone are reclaimed first. Atomic across processes:
-        two processes never get the same chunk.
+        Leases of processes that are gone are reclaimed first. Atomic across processes: two
+        processes never get the same chunk.
         """
         with self._guard("lease"):
             conn = self._connection()
@@ -203,28 +202,26 @@ class Spool:
             if row is not None:
                 row = conn.execute("SELECT id, data FROM blobs WHERE id = ?", row).fetchone()
             conn.execute("COMMIT")
-        if row is None:
-            return None
-        return int(row[0]), bytes(row[1]).split(b"\n")
+        return None if row is None else (int(row[0]), bytes(row[1]).split(b"\n"))
 
     def ack(self, chunk_id: int) -> None:
         """The chunk was delivered: delete it."""
-        with self._guard("ack"):
-            self._connection().execute("DELETE FROM chunks WHERE id = ?", (chunk_id,))
+        self._execute("ack", "DELETE FROM chunks WHERE id = ?", (chunk_id,))
 
     def release(self, chunk_id: int) -> None:
         """The chunk was not delivered: give up this process's lease so another sends it."""
-        with self._guard("release"):
-            self._connection().execute(
-                "UPDATE chunks SET lease = NULL WHERE id = ? AND lease = ?",
-                (chunk_id, self._lease),
-            )
+        sql = "UPDATE chunks SET lease = NULL WHERE id = ? AND lease = ?"
+        self._execute("release", sql, (chunk_id, self._lease))
 
     def pending(self) -> int:
         """Messages stored, leased or not, by every process sharing the file."""
-        with self._guard("count"):
-            row = self._connection().execute("SELECT messages FROM totals WHERE k = 0").fetchone()
-        return int(row[0])
+        return int(self._execute("count", "SELECT messages FROM totals WHERE k = 0", ())[0])
+
+    def pending_through(self, chunk_id: int) -> int:
+        """Messages still stored in the chunks up to ``chunk_id`` (e.g. `last_chunk_id`),
+        whoever holds them: 0 once all of those were acked or dropped (for a flush)."""
+        sql = "SELECT COALESCE(SUM(count), 0) FROM chunks WHERE id <= ?"
+        return int(self._execute("count", sql, (chunk_id,))[0])
 
     def after_fork_in_child(self) -> None:
         """In a forked child: drop the parent's connection and lease identity (idempotent)."""
@@ -246,11 +243,8 @@ class Spool:
         if self._closed:
             return
         try:
-            with self._guard("close"):
-                self._connection().execute(
-                    "UPDATE chunks SET lease = NULL WHERE lease = ?", (self._lease,)
-                )
-        except SpoolError as exc:  # they are reclaimed anyway once this process exits
+            self._execute("close", "UPDATE chunks SET lease = NULL WHERE lease = ?", (self._lease,))
+        except SpoolError as exc:
             logger.warning("analytics: could not release spooled chunks at close: %s", exc)
         finally:
             with self._lock:
@@ -263,7 +257,13 @@ class Spool:
     def _new_identity(self) -> None:
         self._lock = threading.Lock()
         self._pid = os.getpid()
-        self._lease = f"{self._pid}:{_start_time(self._pid)}:{secrets.token_hex(6)}"
+        stat = _proc_stat(self._pid)
+        self._lease = f"{self._pid}:{stat[1] if stat else ''}:{secrets.token_hex(6)}"
+
+    def _execute(self, what: str, sql: str, params: Sequence[Any]) -> Any:
+        """One statement in its own transaction; returns its first row."""
+        with self._guard(what):
+            return self._connection().execute(sql, params).fetchone()
 
     @contextmanager
     def _guard(self, what: str) -> Iterator[None]:
@@ -275,19 +275,19 @@ class Spool:
                 raise SpoolError(f"spool {self.path}: {what} after close()")
             try:
                 yield
-            except sqlite3.Error as exc:
+            except BaseException as exc:
                 self._rollback()
-                raise SpoolError(self._explain(what, exc)) from exc
-            except BaseException:
-                self._rollback()
+                if isinstance(exc, sqlite3.Error):
+                    raise SpoolError(self._explain(what, exc)) from exc
                 raise
 
     def _explain(self, what: str, exc: sqlite3.Error) -> str:
         code = getattr(exc, "sqlite_errorcode", None)
         reason = _EXPLAIN.get(code & 0xFF) if isinstance(code, int) else None
-        if reason is None:
-            reason = f"{type(exc).__name__}: {exc}"
-        return f"spool {self.path}: {what} failed: {reason.format(busy=self.busy_timeout)}"
+        reason = (reason or f"{type(exc).__name__}: {exc}").replace(
+            "{busy}", f"{self.busy_timeout:g}"
+        )
+        return f"spool {self.path}: {what} failed: {reason}"
 
     def _connection(self) -> sqlite3.Connection:
         """The open connection (made on first use, and again after a fork)."""
@@ -300,13 +300,11 @@ class Spool:
             )
             try:
                 (tables,) = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-                for pragma in _PRAGMAS_NEW if tables == 0 else ():
-                    conn.execute(pragma)
-                (mode,) = conn.execute("PRAGMA journal_mode=WAL").fetchone()
+                for pragma in (*(() if tables else _NEW_FILE), "PRAGMA journal_mode=WAL"):
+                    (mode,) = conn.execute(pragma).fetchone() or ("",)
                 if str(mode).lower() != "wal":
                     raise SpoolError(f"spool {self.path}: WAL mode unavailable ({mode})")
-                conn.execute(f"PRAGMA synchronous={self._synchronous}")
-                for pragma in _PRAGMAS:
+                for pragma in (f"PRAGMA synchronous={self._synchronous}", *_PRAGMAS):
                     conn.execute(pragma)
             except BaseException:
                 conn.close()
@@ -314,23 +312,13 @@ class Spool:
             self._conn = conn
         return self._conn
 
-    def _check_schema(self, conn: sqlite3.Connection) -> None:
-        tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
-        if tables and "chunks" not in tables:
-            raise SpoolError(
-                f"spool {self.path}: the file is an SQLite database but not a spool; "
-                "give another path"
-            )
-
     def _trim(self, conn: sqlite3.Connection, excess: int) -> int:
         """Delete the oldest unleased chunks totalling at least ``excess`` bytes."""
         freed = dropped = 0
         cut = None
         cursor = conn.execute("SELECT id, count, size FROM chunks WHERE lease IS NULL ORDER BY id")
         for chunk_id, count, size in cursor:
-            freed += size
-            dropped += count
-            cut = chunk_id
+            freed, dropped, cut = freed + size, dropped + count, chunk_id
             if freed >= excess:
                 break
         cursor.close()
@@ -373,11 +361,6 @@ def _proc_stat(pid: int) -> tuple[str, str] | None:
     return (fields[0], fields[19]) if len(fields) > 19 else None
 
 
-def _start_time(pid: int) -> str:
-    stat = _proc_stat(pid)
-    return "" if stat is None else stat[1]
-
-
 def _holder_alive(lease: str) -> bool:
     """Is the process that took this lease still running (and not a zombie or a reused pid)?"""
     pid_text, start, _ = [*lease.split(":", 2), "", ""][:3]
@@ -391,8 +374,7 @@ def _holder_alive(lease: str) -> bool:
     stat = _proc_stat(pid)
     if stat is None:
         return not os.path.isdir("/proc/self")  # no /proc at all: trust kill(0)
-    state, started = stat
-    return state not in ("Z", "X") and (not start or started == start)
+    return stat[0] not in ("Z", "X") and (not start or stat[1] == start)
 
 
 # Every open spool, so that fork never carries a SQLite connection into the child.
@@ -419,7 +401,5 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(
-    before=_before_fork,
-    after_in_parent=_after_fork_in_parent,
-    after_in_child=_after_fork_in_child,
+    before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child
 )

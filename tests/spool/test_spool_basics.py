@@ -133,11 +133,29 @@ def test_pending_counts_every_owner(tmp_path: Path) -> None:
         two.close()
 
 
-def test_raw_newline_is_refused(spool: Spool) -> None:
-    """An item with a raw newline would split in two: refused as a programming error."""
-    with pytest.raises(ValueError, match="newline"):
-        spool.append([b'{"a":1}', b'{"a":\n2}'])
-    assert spool.pending() == 0
+def test_pending_through_tracks_what_was_appended_until_then(tmp_path: Path) -> None:
+    """pending_through(last_chunk_id) falls to 0 once those chunks are acked, by any process."""
+    path = tmp_path / "s.db"
+    mine, other = Spool(path), Spool(path)
+    try:
+        assert mine.last_chunk_id == 0
+        mine.append(items("a", 3))
+        mine.append(items("b", 2))
+        mark = mine.last_chunk_id
+        mine.append(items("c", 4))  # after the mark: not counted
+        assert mine.pending_through(mark) == 5
+        first = other.lease()  # another Spool (process) delivers "a"
+        assert first is not None
+        other.ack(first[0])
+        assert mine.pending_through(mark) == 2
+        second = mine.lease()
+        assert second is not None
+        mine.ack(second[0])
+        assert mine.pending_through(mark) == 0
+        assert mine.pending() == 4
+    finally:
+        mine.close()
+        other.close()
 
 
 def test_calls_after_close_raise_spool_error(tmp_path: Path) -> None:
