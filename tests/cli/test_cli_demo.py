@@ -57,3 +57,12 @@ def test_demo_without_db_uses_a_new_temporary_folder() -> None:
     for item in sorted(path.parent.iterdir()):
         item.unlink()
     path.parent.rmdir()
+
+
+def test_demo_with_an_unusable_database_says_so(tmp_path: Path) -> None:
+    """A --db that cannot be opened: exit 1 with the reason, no traceback."""
+    db = tmp_path / "missing-folder" / "demo.db"
+    result = run_cli(["demo", "--db", str(db)], env=cli_env(), timeout=60)
+    assert result.returncode == 1
+    assert f"could not start the embedded collector with the database {db}" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -8,10 +8,12 @@ flushes, checks by messageId that every event was stored, and prints what was st
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
+import sqlite3
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from typing import Any
 
@@ -20,7 +22,7 @@ import click
 import analytics
 from analytics.cli._options import EXIT_NOT_DELIVERED, timeout_option
 from analytics.cli._table import event_rows, print_table
-from analytics.collector import CollectorServer
+from analytics.collector import CollectorServer, StoreError
 
 __all__ = ["SERVER_LOG", "demo_command", "run_examples"]
 
@@ -114,6 +116,21 @@ def say(text: str) -> None:
     click.echo(f"· {text}", err=True)
 
 
+@contextlib.contextmanager
+def _embedded_collector(path: str) -> Iterator[CollectorServer]:
+    """A started collector on 127.0.0.1 (any free port); a clear error if it cannot start."""
+    try:
+        server = CollectorServer(path, host="127.0.0.1", port=0).start()
+    except (OSError, sqlite3.Error, StoreError, TimeoutError) as exc:
+        raise click.ClickException(
+            f"could not start the embedded collector with the database {path}: {exc}"
+        ) from None
+    try:
+        yield server
+    finally:
+        server.stop(timeout=10.0)
+
+
 def _db_path(db: str | None) -> str:
     if db is not None:
         return os.path.abspath(db)
@@ -132,7 +149,7 @@ def demo_command(db: str | None, timeout: float) -> None:
     """See the whole system work: a local collector, the README examples sent to it over
     HTTP, and what it stored. Needs no network; exits 0 only if every event arrived."""
     path = _db_path(db)
-    with CollectorServer(path, host="127.0.0.1", port=0) as server:
+    with _embedded_collector(path) as server:
         say(f"collector listening on {server.url}, storing in {path}")
         sent = run_examples(server.url, timeout, say)
         ids = [msg.get("messageId") for _, msg in sent]
