@@ -25,6 +25,7 @@ __all__ = [
     "describe_failure",
     "is_unreachable",
     "parse_refusals",
+    "short_detail",
 ]
 
 # DeliveryError reasons that are about this process, not about the collector's answer.
@@ -42,7 +43,7 @@ def is_unreachable(error: DeliveryError) -> bool:
 _ERRNO = re.compile(r"\[Errno -?\d+\] [^'\")\]]+")
 
 
-def _short(detail: str) -> str:
+def short_detail(detail: str) -> str:
     """The OS error inside a urllib3 error, e.g. `[Errno 111] Connection refused`."""
     found = _ERRNO.search(detail)
     return found.group(0).strip() if found else detail
@@ -50,7 +51,7 @@ def _short(detail: str) -> str:
 
 def describe_failure(error: DeliveryError, host: str) -> str:
     """One sentence for a person: what happened and, when it helps, what to do."""
-    detail = f": {_short(error.detail)}" if error.detail else ""
+    detail = f": {short_detail(error.detail)}" if error.detail else ""
     status = error.status
     if error.reason == "refused":
         return f"the collector refused it{detail}"

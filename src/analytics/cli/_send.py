@@ -15,7 +15,12 @@ import click
 
 import analytics
 from analytics import DeliveryError
-from analytics.cli._delivery import DeliveryTracker, describe_failure, is_unreachable
+from analytics.cli._delivery import (
+    DeliveryTracker,
+    describe_failure,
+    is_unreachable,
+    short_detail,
+)
 from analytics.cli._options import (
     EXIT_NOT_DELIVERED,
     EXIT_UNREACHABLE,
@@ -118,7 +123,9 @@ def deliver_one(
     if error is not None or not accepted:
         return _report_failure(error or tracker.last_error, host)
     last = tracker.last_error
-    hint = f"; {last.detail}" if last is not None and "last attempt" in last.detail else ""
+    hint = ""
+    if last is not None and "last attempt" in last.detail:
+        hint = f"; last attempt: {short_detail(last.detail.partition('last attempt: ')[2])}"
     click.echo(
         f"error: not delivered: the collector at {host} did not acknowledge the event"
         f" within {timeout:g}s{hint} (raise --timeout, or check that it is running)",
