@@ -6,6 +6,8 @@ process, on a port chosen in advance so that it can start late or restart on the
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -68,6 +70,54 @@ def test_collector_restarted_mid_stream(
         resent=resent,
         recover=out.recover(up),
         note="recover: from restart",
+    )
+    assert len(out.sent) == 4000
+    assert not out.lost
+    assert not out.unexpected
+    assert row.twice == 0
+
+
+def test_collector_killed_mid_stream(
+    collector_factory: Callable[..., Any], tmp_path: Path, record: Any, cleanup: list[Any]
+) -> None:
+    """Case 2b: the collector (``analytics serve``, its own process) is SIGKILLed mid-stream
+    and started again on the same port and database: what it answered 200 was committed,
+    what it did not answer is resent; nothing lost, nothing stored twice."""
+    port = free_port()
+    db = tmp_path / "c.db"
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "analytics", "serve", "--port", str(port), "--db", str(db)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert serve.stderr is not None
+        for _ in range(50):  # bounded: the start-up lines, then "listening"
+            line = serve.stderr.readline()
+            if "listening" in line or not line:
+                break
+        assert "listening" in line, line
+        ids = tmp_path / "ids"
+        producer = Producer(f"http://127.0.0.1:{port}", ids, "--count", "4000", *PACE)
+        cleanup.append(producer)
+        producer.wait_tracked(1500)
+        serve.kill()
+    finally:
+        serve.kill()
+        serve.communicate(timeout=10)
+    producer.wait_tracked(2500)  # ~1 s with no collector
+    up = time.time()
+    server = collector_factory(db=db, port=port)
+    producer.wait_line("flushed")
+    assert producer.finish() == 0, producer.stderr
+    out = outcome(ids, server.store)
+    row = record(
+        "2b collector SIGKILLed mid-stream (~1 s down)",
+        out,
+        resent=server.stats.snapshot().duplicates,
+        recover=out.recover(up),
+        note="resent: counted by the restarted collector",
     )
     assert len(out.sent) == 4000
     assert not out.lost
