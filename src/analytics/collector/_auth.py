@@ -17,7 +17,7 @@ import ipaddress
 from base64 import b64decode
 from collections.abc import Sequence
 
-from analytics.collector._messages import RequestError
+from analytics.collector._validate import RequestError
 
 __all__ = ["KeyPolicy", "basic_auth_key", "check_bind", "is_loopback"]
 

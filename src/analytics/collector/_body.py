@@ -12,7 +12,7 @@ import asyncio
 import zlib
 from typing import Protocol
 
-from analytics.collector._messages import RequestError
+from analytics.collector._validate import RequestError
 
 __all__ = ["Inflater", "encoding_of", "read_body"]
 

@@ -236,7 +236,8 @@ class SQLiteStore:
             since: only messages received at or after this time (``receivedAt``).
             limit: keep only the newest ``limit`` messages (still returned oldest first).
         """
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         for column, value in (("type", type), ("user_id", user_id), ("event", event)):
             if value is not None:
                 where.append(f"{column} = ?")
@@ -250,7 +251,7 @@ class SQLiteStore:
         sql += " ORDER BY seq DESC"
         if limit is not None:
             sql += " LIMIT ?"
-            params.append(str(max(0, int(limit))))
+            params.append(max(0, int(limit)))
         rows = self._query(sql, params)
         return [orjson.loads(body) for (body,) in reversed(rows)]
 
