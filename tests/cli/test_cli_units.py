@@ -3,6 +3,7 @@ and summary text, tables, message building from flags, readers."""
 
 from __future__ import annotations
 
+import csv
 import io
 from typing import Any
 
@@ -17,6 +18,7 @@ from analytics.cli._delivery import (
     is_unreachable,
     parse_refusals,
 )
+from analytics.cli._mapping import LineError
 from analytics.cli._progress import (
     Counts,
     PlainReporter,
@@ -208,3 +210,17 @@ def test_csv_reader_reports_the_line_where_a_row_ends() -> None:
 def test_guess_format(name: str, fmt: str) -> None:
     """The format follows the extension; anything else is JSON lines."""
     assert guess_format(name) == fmt
+
+
+def test_csv_reader_turns_unparsable_rows_into_line_errors() -> None:
+    """A row the csv module refuses (a field over its limit) is a LineError in its place;
+    the rows after it are read."""
+    big = "x" * (csv.field_size_limit() + 1)
+    data = f"type,userId\ntrack,{big}\nidentify,u2\n".encode()
+    reader = CsvReader(io.BytesIO(data))
+    assert reader.header() == ["type", "userId"]
+    (line, error), second = list(reader)
+    assert line == 2
+    assert isinstance(error, LineError)
+    assert "field larger than field limit" in str(error)
+    assert second == (3, ["identify", "u2"])

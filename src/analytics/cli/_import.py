@@ -21,6 +21,7 @@ from analytics.cli._delivery import DeliveryTracker
 from analytics.cli._importer import Importer, ImportResult, summary_lines
 from analytics.cli._mapping import (
     MESSAGE_TYPES,
+    ColumnMap,
     Defaults,
     LineError,
     LogMap,
@@ -68,6 +69,17 @@ def _decode_log(log_map: LogMap, defaults: Defaults | None) -> Callable[[bytes],
     return mapper
 
 
+def _csv_mapper(
+    column_map: ColumnMap, defaults: Defaults | None
+) -> Callable[[list[str] | LineError], dict[str, Any]]:
+    def mapper(row: list[str] | LineError) -> dict[str, Any]:
+        if isinstance(row, LineError):
+            raise row
+        return map_csv_row(row, column_map, defaults)
+
+    return mapper
+
+
 def _json_mapper(defaults: Defaults | None) -> Callable[[bytes], dict[str, Any]]:
     if defaults is None:
         return map_json_line
@@ -101,7 +113,7 @@ def _run_csv(
     defaults = settings.defaults
     try:
         column_map = column_map_of(reader, plan.path, settings.maps)  # stdin's header: read here
-        importer.feed(index, reader, lambda row: map_csv_row(row, column_map, defaults), reader)
+        importer.feed(index, reader, _csv_mapper(column_map, defaults), reader)
     finally:
         reader.detach()
 

@@ -13,6 +13,8 @@ import sys
 from collections.abc import Iterator
 from typing import BinaryIO
 
+from analytics.cli._mapping import LineError
+
 __all__ = [
     "CHUNK_BYTES",
     "CsvReader",
@@ -107,12 +109,22 @@ class CsvReader:
                 return [cell.strip() for cell in row]
         return None
 
-    def __iter__(self) -> Iterator[tuple[int, list[str]]]:
-        """Yield (line number, row) for every non-empty row."""
+    def __iter__(self) -> Iterator[tuple[int, list[str] | LineError]]:
+        """Yield (line number, row) for every non-empty row; a row the csv module cannot
+        parse (e.g. a field over its size limit) comes as a LineError in place of the row."""
         rows = self._rows
-        for count, row in enumerate(rows):
+        count = 0
+        while True:
+            count += 1
             if count & 1023 == 0:
                 self._measure()
+            try:
+                row = next(rows)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                yield rows.line_num, LineError(f"unreadable CSV row: {exc}")
+                continue
             if row:
                 yield rows.line_num, row
         self._measure()
