@@ -185,6 +185,8 @@ def test_line_reader_numbers_lines_and_skips_blank_ones() -> None:
     reader = LineReader(io.BytesIO(data), chunk=4)
     assert [n for n, _ in reader] == [1, 4, 5]
     assert reader.consumed == len(data)
+    with_bom = LineReader(io.BytesIO(b'\xef\xbb\xbf{"a":1}\r\n{"b":2}\r\n'))
+    assert [line for _, line in with_bom] == [b'{"a":1}\r\n', b'{"b":2}\r\n']
 
 
 def test_csv_reader_reports_the_line_where_a_row_ends() -> None:

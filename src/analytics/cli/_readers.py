@@ -26,6 +26,7 @@ __all__ = [
 ]
 
 CHUNK_BYTES = 1 << 20
+BOM = b"\xef\xbb\xbf"
 STDIN = "-"
 
 
@@ -79,6 +80,8 @@ class LineReader:
             if not lines:
                 return
             self.consumed += sum(map(len, lines))
+            if lineno == 0 and lines[0].startswith(BOM):  # files saved by some Windows tools
+                lines[0] = lines[0][len(BOM) :]
             for line in lines:
                 lineno += 1
                 if not line.isspace():
