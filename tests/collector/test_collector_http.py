@@ -114,6 +114,7 @@ def test_body_write_key_and_per_event_write_keys(
         (None, batch([track(1)], writeKey="wrong"), "unknown_write_key"),
         (None, batch([track(1, writeKey="wrong")]), "unknown_write_key"),
         (None, batch([]), "missing_write_key"),
+        (None, batch([track(1)], writeKey=""), "missing_write_key"),
     ],
 )
 def test_missing_or_unknown_keys_get_401_json(

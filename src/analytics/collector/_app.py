@@ -147,7 +147,7 @@ async def _ingest(request: web.Request, state: AppState, single_type: str | None
         timeout=state.read_timeout,
     )
     env = read_envelope(parse_json(body), single_type=single_type, limits=state.limits)
-    request_key = header_key or env.write_key
+    request_key = header_key or env.write_key or None
     if request_key is not None:
         state.policy.require(request_key)
     prepared = prepare(
