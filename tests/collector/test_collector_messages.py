@@ -323,3 +323,19 @@ def test_random_bodies_never_crash_and_every_item_is_accounted_for(
         assert stored["type"] in {"identify", "track", "page", "screen", "group", "alias"}
         assert "writeKey" not in stored
         parse_timestamp(stored["timestamp"])
+
+
+@pytest.mark.parametrize(
+    ("text", "normalized"),
+    [
+        ("2024-05-01T12:00:00.123456789Z", "2024-05-01T12:00:00.123456+00:00"),
+        ("2024-05-01T12:00:00.1+02:00", "2024-05-01T12:00:00.100000+02:00"),
+        ("2024-05-01T12:00:00z", "2024-05-01T12:00:00+00:00"),
+    ],
+)
+def test_timestamps_are_normalized_for_older_fromisoformat(text: str, normalized: str) -> None:
+    # Python 3.10's fromisoformat rejects "Z" and fractions that are not 3 or 6 digits.
+    from analytics.collector._time import _normalize
+
+    assert _normalize(text) == normalized
+    assert datetime.fromisoformat(normalized) == parse_timestamp(text)

@@ -219,6 +219,8 @@ class CollectorServer:
             )
             await web.SockSite(runner, self._sock).start()
         except BaseException:
+            if self._sock is not None:
+                self._sock.close()
             await runner.cleanup()
             raise
         self._port = int(self._sock.getsockname()[1])
