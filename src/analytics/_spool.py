@@ -223,6 +223,11 @@ class Spool:
         sql = "SELECT COALESCE(SUM(count), 0) FROM chunks WHERE id <= ?"
         return int(self._execute("count", sql, (chunk_id,))[0])
 
+    def newest_chunk_id(self) -> int:
+        """The id of the newest chunk stored by any process (0 when empty): a flush waits for
+        `pending_through` of it, so it also waits for chunks an earlier process left."""
+        return int(self._execute("count", "SELECT COALESCE(MAX(id), 0) FROM chunks", ())[0])
+
     def after_fork_in_child(self) -> None:
         """In a forked child: drop the parent's connection and lease identity (idempotent)."""
         if self._pid == os.getpid():

@@ -12,9 +12,10 @@ Two threads work on one `Spool` (see `analytics._spool` for the file and its rul
 The calling thread never touches the disk: `put()` is the memory queue's. What a SIGKILL can
 lose is what was still in memory: at most the last ``spool_interval`` of messages.
 
-If the spool fails (disk full, read-only, locked, corrupt), the client logs it once, puts the
-messages it could not write back at the head of the memory queue, counts them (``unspooled``)
-and goes on in memory.
+If writing to the spool fails (disk full, read-only, locked), the client logs it once, puts the
+messages it could not write back at the head of the memory queue and keeps new ones in memory
+(counted as ``unspooled``), while it still sends and acks the chunks already on disk. If reading
+fails too (a corrupt file), it goes on in memory only.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class SpooledSender(Sender):
     def __init__(self, *, spool: Spool, spool_interval: float, **kwargs: Any) -> None:
         """Wrap ``spool``; if it holds messages from an earlier process, start sending them."""
         self.spool: Spool | None = spool
+        self.writable = True  # False after a failed write: new events stay in memory
         self.spool_interval = spool_interval
         self._left_behind = 0  # messages left in the spool at shutdown
         super().__init__(**kwargs)
@@ -72,7 +74,7 @@ class SpooledSender(Sender):
 
     def _run_spooler(self) -> None:
         while not self._spooler_stop.wait(self.spool_interval):
-            if self.spool is None:
+            if self.spool is None or not self.writable:
                 return
             try:
                 self._spool_queue()
@@ -86,27 +88,38 @@ class SpooledSender(Sender):
         while True:
             with self._lock:  # flush() reads the counters under this lock: keep them consistent
                 spool = self.spool
-                if spool is None or not self.queue:
+                if spool is None or not self.writable or not self.queue:
                     return
                 items = take_batch(self.queue, self._max_bytes)
                 try:
                     dropped = spool.append(items)
                 except SpoolError as exc:
                     self.queue.extendleft(reversed(items))
-                    self.unspooled += len(items)
-                    self._give_up_spool(exc)
+                    self._stop_writing(exc)
                     return
                 if dropped:
                     self.dropped["spool_full"] += dropped
-                    self._resolved += dropped
             if dropped:
                 logger.warning(
                     "analytics: the spool is over its size bound; dropped the %d oldest messages",
                     dropped,
                 )
 
+    def _stop_writing(self, exc: SpoolError) -> None:
+        """A write failed (disk full, read-only ...): keep new events in memory, say so once.
+
+        The chunks already in the spool are still leased, sent and acked.
+        """
+        if self.writable:
+            self.writable = False
+            logger.error(
+                "analytics: cannot write to the spool (%s); new events are kept in memory, "
+                "the ones already spooled are still sent",
+                exc,
+            )
+
     def _give_up_spool(self, exc: SpoolError) -> None:
-        """Fall back to memory for good, saying so once (with or without the lock held)."""
+        """Reading the spool failed too: memory only from now on, said once (lock or not)."""
         if self.spool is None:
             return
         logger.error("analytics: the spool failed (%s); events are kept in memory from now on", exc)
@@ -121,6 +134,43 @@ class SpooledSender(Sender):
         except SpoolError as exc:  # may run under the lock (flush): do not take it here
             self._give_up_spool(exc)
             return 0
+
+    def flush(self, timeout: float | None) -> bool:
+        """Spool what is queued, then wait until every chunk stored up to now is delivered.
+
+        Counted in chunks, not in this process's deliveries, so it holds when several
+        processes share the file (any of them may deliver a chunk) and for chunks an earlier
+        process left behind.
+        """
+        failed_before = self.failed
+        self._spool_queue()  # flush may block (bounded): it writes what is queued to disk
+        spool = self.spool
+        if spool is None:
+            return super().flush(timeout)
+        try:
+            newest = spool.newest_chunk_id()
+        except SpoolError as exc:
+            self._give_up_spool(exc)
+            return super().flush(timeout)
+        with self._lock:  # what the spool could not take waits in memory: count it too
+            target = self._resolved + len(self.queue) + self._in_flight
+        self._start()
+        self._interrupt.set()
+        self._wakeup.set()
+        deadline = self.clock.monotonic() + (timeout or 0.0)
+        with self._settled:
+            while True:
+                try:
+                    left = spool.pending_through(newest) + max(0, target - self._resolved)
+                except SpoolError:
+                    return False
+                remaining = deadline - self.clock.monotonic()
+                if left == 0 or timeout is None or remaining <= 0 or not self._alive():
+                    break
+                # Woken when this process settles a chunk; another process's delivery is
+                # seen on the next check.
+                self._settled.wait(min(remaining, 0.05))
+        return left == 0 and self.failed == failed_before
 
     def _unsettled(self) -> int:
         return self.pending() + self._left_behind
@@ -137,17 +187,19 @@ class SpooledSender(Sender):
                 self._give_up_spool(exc)
                 break
             if chunk is None:
-                return
+                break
             self._send_chunk(*chunk)
             self._spool_queue()
-        super()._drain()  # the spool failed: what is in memory goes out from memory
+        if self.spool is None or not self.writable:
+            super()._drain()  # what the spool could not take goes out from memory
+
+    def _taken(self, items: list[bytes]) -> None:
+        self.unspooled += len(items)  # a batch sent from memory: the spool could not keep it
 
     def _send_chunk(self, chunk_id: int, items: list[bytes]) -> None:
-        with self._lock:
-            self._in_flight = len(items)
+        # Not counted in _in_flight: a leased chunk is still counted by the spool's pending().
         reason = self.deliver(items)
         with self._lock:
-            self._in_flight = 0
             spool = self.spool
             try:
                 if spool is not None and reason == "shutdown_timeout":
@@ -159,8 +211,7 @@ class SpooledSender(Sender):
                 logger.warning("analytics: could not update the spool: %s", exc)
             if spool is None and reason == "shutdown_timeout":
                 self._fail(items, DeliveryError(reason, "shutdown deadline reached"))
-            self._resolved += len(items)
-            self._settled.notify_all()
+            self._settled.notify_all()  # _resolved counts memory batches only
 
     def _close_storage(self) -> None:
         """Stop the spooler, write what is still in memory to disk, release leases, close."""
@@ -182,6 +233,5 @@ class SpooledSender(Sender):
             self.spool = None
 
     def pending(self) -> int:
-        """Messages queued in memory, in flight, or in the spool."""
-        # A leased (in-flight) chunk is still in the spool: count it once, through the spool.
-        return len(self.queue) + (self._spool_pending() if self.spool else self._in_flight)
+        """Messages queued in memory, in flight from memory, or in the spool."""
+        return len(self.queue) + self._in_flight + self._spool_pending()

@@ -227,6 +227,7 @@ class Sender:
                 self._in_flight = len(items)
             if not items:
                 return
+            self._taken(items)
             try:
                 reason = self.deliver(items)
                 if reason == "shutdown_timeout":
@@ -236,6 +237,9 @@ class Sender:
                     self._resolved += len(items)
                     self._in_flight = 0
                     self._settled.notify_all()
+
+    def _taken(self, items: list[bytes]) -> None:
+        """Called with each batch taken from the memory queue (a hook for subclasses)."""
 
     def deliver(self, items: list[bytes]) -> str | None:
         """Send one batch, retrying by the policy. Never raises.
