@@ -8,8 +8,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from .harness import Outcome, Producer, free_port, outcome
 
 PACE = ("--rate", "1000", "--every", "100", "--flush-at", "100", "--flush-after", "0.5")
@@ -202,7 +200,7 @@ def _fork_case(
     assert not out.unexpected
     assert row.twice == 0
     assert resent == 0  # no process sent another's events
-    assert code in (0, 3), producer.stderr  # 3: a flush() said False (see the spool case)
+    assert code == 0, producer.stderr  # every process's flush() said True
     return producer
 
 
@@ -210,14 +208,14 @@ def test_fork_parent_and_children_deliver(
     collector: Any, tmp_path: Path, record: Any, cleanup: list[Any]
 ) -> None:
     """Case 6a: the parent and 3 forked children all deliver, flush says so; nothing twice."""
-    producer = _fork_case(collector, tmp_path, record, cleanup, "6a fork x3, memory")
-    assert producer.proc.returncode == 0, producer.stderr
+    _fork_case(collector, tmp_path, record, cleanup, "6a fork x3, memory")
 
 
 def test_fork_sharing_one_spool(
     collector: Any, tmp_path: Path, record: Any, cleanup: list[Any]
 ) -> None:
-    """Case 6b: the same with one spool shared by the 4 processes; nothing twice."""
+    """Case 6b: the same with one spool shared by the 4 processes: each flush() is True once
+    its events are delivered, whichever process sent them; nothing twice."""
     spool = str(tmp_path / "s.db")
     _fork_case(
         collector,
@@ -230,31 +228,3 @@ def test_fork_sharing_one_spool(
         "--flush-timeout",
         "3",
     )
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="client: with a spool shared by several processes, flush() waits until this "
-    "process has delivered as many messages as the whole spool holds (spool.pending() counts "
-    "every process's chunks) while _resolved counts only its own deliveries, so flush() "
-    "returns False at its timeout although everything was stored (reported to the lead)",
-)
-def test_fork_sharing_one_spool_flush_reports_success(collector: Any, tmp_path: Path) -> None:
-    """flush(timeout) is True in every process once all events are delivered."""
-    ids, spool = tmp_path / "ids", str(tmp_path / "s.db")
-    producer = Producer(
-        collector.url,
-        ids,
-        "--count",
-        "500",
-        "--fork",
-        "3",
-        *PACE,
-        "--spool",
-        spool,
-        "--flush-timeout",
-        "3",
-    )
-    code = producer.finish()
-    assert collector.store.count() == 2500
-    assert code == 0, "a process's flush() returned False"
