@@ -157,7 +157,7 @@ def test_spool_disk_fills_during_an_outage(
         out,
         resent=server.stats.snapshot().duplicates,
         recover=out.recover(up),
-        note=f"{len(lines)} log lines; {len(deferred)} sent by the next start",
+        note=f"{len(lines)} log line(s); {len(deferred)} sent by the next start",
     )
     assert 1 <= len(lines) <= 2, producer.stderr
     assert "disk is full" in lines[0]
