@@ -103,7 +103,7 @@ def is_main(frames: list[str]) -> bool:
 
 def in_loop(frames: list[str]) -> bool:
     """The main thread inside the timed loop of track() calls."""
-    return any(f.startswith("run_calls (") for f in frames)
+    return any(f.startswith(("_loop_tuple (", "_loop_posthog (")) for f in frames)
 
 
 def leaves(stacks: list[tuple[list[str], int]], caller: bool) -> Counter[str]:
