@@ -14,6 +14,7 @@ import harness
 from stats import Agg, Target, client_targets, extra_targets, metric, ratios, select
 
 ORDER = ["ours", "segment", "posthog", "rudder"]
+TARGETS_NOTE = harness.BENCH / "targets_note.md"
 LABEL = {
     "ours": "**analytics (ours)**",
     "segment": "segment",
@@ -77,10 +78,19 @@ def header(res: dict[str, Any]) -> list[str]:
 
 def targets_table(res: dict[str, Any]) -> list[str]:
     rows = [*client_targets(res), *extra_targets(res)]
-    out = ["## Targets", "", "| target | goal | measured | result |", "|---|---|---|---|"]
+    out = [
+        "## Targets",
+        "",
+        "Ratios are ours / Segment's, per run; the measured value is their median (min–max).",
+        "",
+        "| target | goal | measured | result |",
+        "|---|---|---|---|",
+    ]
     for t in rows:
-        verdict = "n/a" if t.ok is None else ("**PASS**" if t.ok else "**FAIL**")
+        verdict = "n/a" if t.ok is None else ("**PASS**" if t.ok else f"**FAIL** ({t.margin})")
         out.append(f"| {t.name} | {t.goal} | {t.measured} | {verdict} |")
+    if TARGETS_NOTE.exists():
+        out += ["", TARGETS_NOTE.read_text().strip()]
     return [*out, ""]
 
 
