@@ -11,7 +11,7 @@ Durability window:
     client had not yet appended: its memory queue, at most the last spool interval (1 s by
     default). With ``fsync=False`` (``synchronous=NORMAL``) commits are not fsynced one by
     one, so a *power loss or kernel crash* can also lose what was committed since the last
-    WAL checkpoint (at most ~16 MB), never corrupting the file; ``fsync=True``
+    WAL checkpoint (at most ~32 MB), never corrupting the file; ``fsync=True``
     (``synchronous=FULL``) closes that gap at a cost in throughput. Delivery is at least
     once: a process killed between a delivery and its `ack()` has the chunk sent again by a
     later process (messageIds make that idempotent at a deduplicating collector).
@@ -56,12 +56,12 @@ logger = logging.getLogger("analytics")
 DEFAULT_MAX_BYTES = 256 * 2**20
 #: For a new file: 64 KiB pages make 1 MB chunks cheap to write, read and free.
 _NEW_FILE = ("PRAGMA page_size=65536",)
-#: A checkpoint (two fsyncs) once the WAL holds 256 pages (16 MB); the WAL file is cut back
-#: to 16 MB after it.
+#: A checkpoint (two fsyncs) once the WAL holds 512 pages (32 MB): measured ~1.3x the
+#: throughput of 16 MB on this machine's disk. The WAL file is cut back to 32 MB after it.
 _PRAGMAS = (
-    "PRAGMA wal_autocheckpoint=256",
+    "PRAGMA wal_autocheckpoint=512",
     "PRAGMA cache_size=-16384",
-    f"PRAGMA journal_size_limit={16 * 2**20}",
+    f"PRAGMA journal_size_limit={32 * 2**20}",
 )
 # The small row is leased and scanned; the blob is written once, read once, deleted once.
 _SCHEMA = (
@@ -112,7 +112,7 @@ class Spool:
         path: the file; created (with its schema) when missing. Its directory must exist.
         max_bytes: bound on the stored message bytes; past it `append()` drops the oldest
             chunks that no process holds. The file itself is larger (pages, a WAL of up to
-            ~16 MB) and does not shrink after a peak: its free pages are reused.
+            ~32 MB) and does not shrink after a peak: its free pages are reused.
         busy_timeout: seconds a call waits for another connection's lock before failing.
         fsync: fsync every commit (``synchronous=FULL``) instead of at checkpoints; see the
             module docstring for what that changes on power loss.

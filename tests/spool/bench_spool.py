@@ -32,6 +32,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=args.dir) as d:
         spool = Spool(Path(d) / "bench.db", fsync=args.fsync)
         n = args.chunks
+        for _ in range(20):  # warm-up (file growth, allocator, CPU frequency): not timed
+            spool.append(items)
+            got = spool.lease()
+            assert got is not None
+            spool.ack(got[0])
         wall, cpu = time.perf_counter(), time.process_time()
         for _ in range(n):
             spool.append(items)
