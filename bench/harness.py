@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import platform
+import select
 import signal
 import subprocess
 import sys
@@ -93,7 +94,8 @@ class Sink:
             start_new_session=True,
         )
         assert self.proc.stdout is not None
-        line = self.proc.stdout.readline().decode().split()  # printed once it is bound
+        ready, _, _ = select.select([self.proc.stdout], [], [], 15.0)  # bounded start
+        line = self.proc.stdout.readline().decode().split() if ready else []
         if len(line) != 2 or line[0] != "LISTENING":
             self.stop()
             raise RuntimeError("the sink did not start (is Node.js >= 18 installed?)")

@@ -47,7 +47,7 @@ def write_lines(path: Path, n: int) -> int:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--lines", type=int, default=1_000_000)
-    ap.add_argument("--timeout", type=float, default=120.0)
+    ap.add_argument("--timeout", type=float, default=140.0)
     args = ap.parse_args()
     out: dict[str, Any] = {"lines": args.lines}
     work = Path(tempfile.mkdtemp(prefix="bench-import-"))

@@ -70,6 +70,10 @@ def header(res: dict[str, Any]) -> list[str]:
         f"connections and **{cap1.get('events_per_s', 0):,.0f} events/s** with one "
         f"(a client's sender uses one); the sink's CPU time during each run is in the "
         f"throughput table (near 100% would make it the bottleneck).",
+        f"- Sink self-check: {sum(r.get('verified', 0) for r in res.get('runs', [])):,} requests "
+        f"also parsed with `JSON.parse`: "
+        f"{sum(r.get('verify_mismatch', 0) for r in res.get('runs', []))} count mismatches, "
+        f"{sum(r.get('bad_requests', 0) for r in res.get('runs', []))} unreadable bodies.",
         "- This machine is shared and noisy, and about 2–3× slower per core than the one "
         "ANCHORS.md was measured on; compare ratios within one run, not absolute numbers.",
         "",

@@ -38,7 +38,7 @@ FULL: dict[str, Any] = {
     "capacity_s": 2.0,
     "timeout": {"throughput": 120, "rss": 60, "burst": 90, "slow": 60, "fail503": 90},
     "collector": {"senders": 4, "batches": 50, "rounds": 2},
-    "import_lines": 200_000,
+    "import_lines": 1_000_000,
     "profile_n": 200_000,
 }
 QUICK: dict[str, Any] = {
@@ -52,8 +52,8 @@ QUICK: dict[str, Any] = {
     "capacity_s": 1.0,
     "timeout": {"throughput": 40, "rss": 30, "burst": 40, "slow": 30, "fail503": 40},
     "collector": {"senders": 4, "batches": 5, "rounds": 1},
-    "import_lines": 20_000,
-    "profile_n": 30_000,
+    "import_lines": 10_000,
+    "profile_n": 20_000,
 }
 
 
@@ -274,7 +274,7 @@ def extras(results: dict[str, Any], cfg: dict[str, Any], feats: dict[str, bool])
         print(f"collector: {results['collector']}", flush=True)
     if feats["collector"] and feats["cli_import"]:
         results["cli_import"] = sub_bench(
-            "import_bench.py", ["--lines", str(cfg["import_lines"])], timeout=150
+            "import_bench.py", ["--lines", str(cfg["import_lines"])], timeout=170
         )
         print(f"cli import: {results['cli_import']}", flush=True)
     if feats["client"]:
