@@ -27,13 +27,20 @@ RATE = 400  # samples per second
 FRAME = re.compile(r"^(?P<fn>.+?) \((?P<file>[^:]+):(?P<line>\d+)\)$")
 
 
-def pyspy(sink: harness.Sink, n: int, fmt: str, out: Path, gil: bool) -> harness.Proc:
-    """gil=True samples only the thread holding the GIL (Python CPU work, no waiting)."""
+def pyspy(
+    sink: harness.Sink, n: int, fmt: str, out: Path, gil: bool, extra: tuple[str, ...] = ()
+) -> harness.Proc:
+    """gil=True samples only the thread holding the GIL (Python CPU work, no waiting);
+    `extra` goes to py-spy (e.g. --idle) or, after "--", to worker.py."""
     exe = Path(sys.executable).with_name("py-spy")
+    spy, worker = (
+        (extra[: extra.index("--")], extra[extra.index("--") + 1 :]) if extra else ((), ())
+    )
     cmd = [
         str(exe),
         "record",
         *(["--gil"] if gil else []),
+        *spy,
         "-r",
         str(RATE),
         "--threads",
@@ -54,6 +61,7 @@ def pyspy(sink: harness.Sink, n: int, fmt: str, out: Path, gil: bool) -> harness
         sink.url,
         "--budget",
         "40",
+        *worker,
     ]
     return harness.run(cmd, timeout=90)
 

@@ -236,6 +236,14 @@ def spool(res: dict[str, Any]) -> list[str]:
             f"| {name} | {g('median_us', 2)} | {g('delivered_per_s', 0, True)} "
             f"| {g('cpu_us_per_event')} |"
         )
+    prof = res.get("profile_spool", {})
+    if "summary" in prof:
+        top = "; ".join(f"{k} {v}%" for k, v in prof["summary"]["sender"][2:8])
+        out += [
+            "",
+            "Wall-clock profile of the sender thread with the spool on "
+            f"([profile-spool.txt](profile-spool.txt), waits included): {top}.",
+        ]
     return [*out, ""]
 
 

@@ -255,6 +255,10 @@ def main() -> None:
     print(f"total {results['total_s']:.0f} s", flush=True)
 
 
+def profile_dir(results: dict[str, Any]) -> Path:
+    return harness.RESULTS if results["mode"] == "quick" else harness.ROOT / "docs"
+
+
 def extras(results: dict[str, Any], cfg: dict[str, Any], feats: dict[str, bool]) -> None:
     """The collector, the CLI import and the profile of our client: each only when it exists."""
     col = cfg["collector"]
@@ -277,8 +281,14 @@ def extras(results: dict[str, Any], cfg: dict[str, Any], feats: dict[str, bool])
             "import_bench.py", ["--lines", str(cfg["import_lines"])], timeout=170
         )
         print(f"cli import: {results['cli_import']}", flush=True)
+    if feats["spool"]:
+        results["profile_spool"] = sub_bench(
+            "profile_spool.py",
+            ["--n", str(cfg["profile_n"] // 2), "--out-dir", str(profile_dir(results))],
+            timeout=100,
+        )
     if feats["client"]:
-        out_dir = harness.RESULTS if results["mode"] == "quick" else harness.ROOT / "docs"
+        out_dir = profile_dir(results)
         results["profile"] = sub_bench(
             "profile_client.py",
             ["--n", str(cfg["profile_n"]), "--out-dir", str(out_dir)]
