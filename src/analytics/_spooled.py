@@ -122,7 +122,10 @@ class SpooledSender(Sender):
         """Reading the spool failed too: memory only from now on, said once (lock or not)."""
         if self.spool is None:
             return
-        logger.error("analytics: the spool failed (%s); events are kept in memory from now on", exc)
+        # A second line only at DEBUG when writing already failed: the user was told once.
+        level = logging.ERROR if self.writable else logging.DEBUG
+        logger.log(level, "analytics: the spool failed (%s); events are kept in memory only", exc)
+        self.writable = False
         self.spool = None
 
     def _spool_pending(self) -> int:
@@ -189,7 +192,8 @@ class SpooledSender(Sender):
             if chunk is None:
                 break
             self._send_chunk(*chunk)
-            self._spool_queue()
+            if len(self.queue) >= self.flush_at:  # else the spooler takes them within its interval
+                self._spool_queue()
         if self.spool is None or not self.writable:
             super()._drain()  # what the spool could not take goes out from memory
 

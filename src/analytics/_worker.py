@@ -220,11 +220,20 @@ class Sender:
                 self.idle.clear()
 
     def _drain(self) -> None:
-        """Send everything queued, in batches within the limits, and settle each batch."""
+        """Send what is queued now, in batches within the limits, and settle each batch.
+
+        What arrives meanwhile is sent in the same round only while ``flush_at`` or more are
+        queued (or when stopping): a steady trickle then goes out in batches of ``flush_at``,
+        not in one request per message or two.
+        """
+        owed = len(self.queue)
         while True:
             with self._lock:
+                if owed <= 0 and len(self.queue) < self.flush_at and not self._stopping:
+                    return
                 items = take_batch(self.queue, self._max_bytes)
                 self._in_flight = len(items)
+                owed -= len(items)
             if not items:
                 return
             self._taken(items)

@@ -48,12 +48,14 @@ class ScriptedServer:
         self.requests: list[Received] = []
         self._cond = threading.Condition()
         self._stop = threading.Event()
+        self.request_started = threading.Event()  # set when a request arrives (before any delay)
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
             def do_POST(self) -> None:
+                server.request_started.set()
                 raw = self.rfile.read(int(self.headers["Content-Length"]))
                 if self.headers.get("Content-Encoding") == "gzip":
                     raw = gzip.decompress(raw)

@@ -76,6 +76,32 @@ def test_first_message_is_sent_at_once_then_batches(
     assert [m["event"] for m in server.messages()] == ["first", "e0", "e1", "e2", "e3", "e4"]
 
 
+def test_a_trickle_during_a_request_waits_for_flush_at(
+    server: ScriptedServer, make_client: Any
+) -> None:
+    """Messages that arrive while a request is in flight are not sent one or two at a time:
+    they wait until flush_at are queued (Segment allows 1,000 requests/s per workspace)."""
+    client = make_client("k", host=server.url, flush_at=10, flush_after=3600)
+    client.track("u", "first")
+    assert server.wait_for_messages(1, timeout=10.0)
+    assert client._sender.idle.wait(10.0)
+    server.script = [Step(delay=0.5)]
+    server.request_started.clear()
+    for i in range(10):
+        client.track("u", "batch", {"i": i})
+    assert server.request_started.wait(10.0)  # the batch of 10 is in flight now
+    for i in range(5):
+        client.track("u", "trickle", {"i": i})
+    assert server.wait_for_messages(11, timeout=10.0)
+    assert client._sender.idle.wait(10.0)
+    assert len(server.requests) == 2
+    assert client.stats.queued == 5
+    for i in range(5, 10):
+        client.track("u", "trickle", {"i": i})
+    assert server.wait_for_messages(21, timeout=10.0)
+    assert [len(r.body["batch"]) for r in server.requests] == [1, 10, 10]
+
+
 def test_flush_after_sends_a_partial_batch(server: ScriptedServer, make_client: Any) -> None:
     """Messages fewer than flush_at are sent when flush_after passes."""
     client = make_client("k", host=server.url, flush_at=100, flush_after=0.2)
