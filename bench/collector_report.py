@@ -53,7 +53,25 @@ def collector(res: dict[str, Any]) -> list[str]:
         "collector's own schema (same unique index) into a fresh WAL database in one "
         "transaction, after `orjson.loads` of the same request bodies.",
         "",
+        *_collector_profile(res),
     ]
+
+
+def _collector_profile(res: dict[str, Any]) -> list[str]:
+    prof = res.get("profile_collector", {})
+    if "summary" not in prof:
+        return []
+    out = [
+        "Where the collector's Python time goes under this load ([profile-collector.txt]"
+        "(profile-collector.txt), py-spy `--gil` attached to `analytics serve`):",
+        "",
+    ]
+    for thread, s in prof["summary"].items():
+        if thread == "other":
+            continue
+        top = "; ".join(f"{k} {v}%" for k, v in s["leaf"][:4])
+        out.append(f"- {thread} thread, {s['share']}% of the GIL-holding samples: {top}.")
+    return [*out, ""]
 
 
 def cli_import(res: dict[str, Any]) -> list[str]:

@@ -282,6 +282,11 @@ def extras(results: dict[str, Any], cfg: dict[str, Any], feats: dict[str, bool])
             timeout=150,
         )
         print(f"collector: {results['collector']}", flush=True)
+        results["profile_collector"] = sub_bench(
+            "profile_collector.py",
+            ["--batches", str(col["batches"]), "--out-dir", str(profile_dir(results))],
+            timeout=120,
+        )
     if feats["collector"] and feats["cli_import"]:
         results["cli_import"] = sub_bench(
             "import_bench.py", ["--lines", str(cfg["import_lines"])], timeout=170
