@@ -8,6 +8,12 @@ everything queued, and closes the store: every event answered 200 is in the data
 
 :func:`run` is the blocking form used by ``analytics serve``: it stops cleanly on SIGINT or
 SIGTERM.
+
+Garbage collector: while a server runs, the process's cyclic GC is tuned for ingest (gen-0
+threshold raised to 100,000 and the start-up heap frozen with ``gc.freeze()``; measured 15-20%
+more events/s). ``start()`` applies it, ``stop()`` of the last running server restores the
+previous thresholds and unfreezes, so a host process (tests, the demo) is left as it was. Pass
+``tune_gc=False`` to leave the GC alone. Details in :mod:`._gc`.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from typing import Any
 
 from aiohttp import web
 
+from analytics.collector import _gc
 from analytics.collector._app import AppState, make_app
 from analytics.collector._auth import KeyPolicy, check_bind
 from analytics.collector._limits import DEFAULT_LIMITS, Limits
@@ -73,6 +80,8 @@ class CollectorServer:
         shutdown_timeout: seconds ``stop()`` lets in-flight requests run before cancelling them.
         limits: size and count limits.
         summary_interval: seconds between info summary lines (only when something changed).
+        tune_gc: tune the process's garbage collector while the server runs (see the module
+            docstring); restored when it stops.
 
     Raises:
         ValueError: non-loopback ``host`` without write keys, or an invalid key.
@@ -89,6 +98,7 @@ class CollectorServer:
         shutdown_timeout: float = 10.0,
         limits: Limits = DEFAULT_LIMITS,
         summary_interval: float = 60.0,
+        tune_gc: bool = True,
     ) -> None:
         self._policy = KeyPolicy(write_keys)
         check_bind(host, self._policy)
@@ -100,6 +110,8 @@ class CollectorServer:
         self._shutdown_timeout = shutdown_timeout
         self._limits = limits
         self._summary_interval = summary_interval
+        self._tune_gc = tune_gc
+        self._gc_tuned = False
         self.stats = Stats()
         self._writer = GroupCommitWriter(self._store)
         self._lock = threading.Lock()
@@ -165,6 +177,9 @@ class CollectorServer:
             raise self._error
         with self._lock:
             self._phase = "running"
+        if self._tune_gc:
+            _gc.acquire()
+            self._gc_tuned = True
         self._log_start()
         return self
 
@@ -270,6 +285,9 @@ class CollectorServer:
         if not self._writer.stop(max(1.0, deadline - time.monotonic())):
             log.warning("collector writer did not finish within %g s", timeout)
         self._close_store()
+        if self._gc_tuned:
+            self._gc_tuned = False
+            _gc.release()
         log.info("%s", _summary(self.stats.snapshot()))
 
     def _stop_loop(self, deadline: float) -> None:
