@@ -44,6 +44,7 @@ class SpooledSender(Sender):
         self.spool_interval = spool_interval
         self._left_behind = 0  # messages left in the spool at shutdown
         super().__init__(**kwargs)
+        self.compact_at = 2**62  # no compaction: the spool takes the backlog off memory
         if self._spool_pending():
             self._start()
 

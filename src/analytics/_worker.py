@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import zlib
 from collections import Counter, deque
 from collections.abc import Callable
 from typing import Any
@@ -41,6 +42,10 @@ logger = logging.getLogger("analytics")
 SentHook = Callable[[list[bytes], Outcome], None]
 FailedHook = Callable[[list[bytes], DeliveryError], None]
 TransportFactory = Callable[[], Any]
+
+#: A backlog longer than this (an outage, a slow collector) is compressed in the background,
+#: one batch per block: queued messages then take about a fifth of their memory.
+COMPACT_AT = 10_000
 
 
 class Sender:
@@ -71,11 +76,18 @@ class Sender:
         self._on_sent = on_sent
         self._on_failed = on_failed
         self.closed = False
+        self.compact_at = COMPACT_AT
         self._init_state()
 
     def _init_state(self) -> None:
         """(Re)create everything a forked child must not share with its parent."""
         self.queue: deque[bytes] = deque()
+        # Compressed blocks of the oldest queued messages: (count, zlib of b"\n".join(items)).
+        self._blocks: deque[tuple[int, bytes]] = deque()
+        self._blocked = 0  # messages in _blocks, or taken by the compactor for the next block
+        self._compactor: threading.Thread | None = None
+        self._compact_wakeup = threading.Event()
+        self._compact_sent = False
         self._lock = threading.Lock()
         self._settled = threading.Condition(self._lock)
         self._wakeup = threading.Event()
@@ -105,15 +117,21 @@ class Sender:
         if self.closed:
             return "shut_down"
         queue = self.queue
-        if len(queue) >= self.max_queue_size:
+        n = len(queue)
+        if n + self._blocked >= self.max_queue_size:
             return "queue_full"
         queue.append(data)
+        n += 1
         if self._thread is None:
             self._start()
-        elif len(queue) >= self.flush_at and not self._wake_sent:
-            # A plain flag read first: Event.set takes a lock, so it is done once per wake-up.
-            self._wake_sent = True
-            self._wakeup.set()
+        elif n >= self.flush_at:
+            if not self._wake_sent:
+                # A plain flag read first: Event.set takes a lock, so it is set once per wake-up.
+                self._wake_sent = True
+                self._wakeup.set()
+            if n >= self.compact_at and not self._compact_sent:
+                self._compact_sent = True
+                self._start_compactor()
         return None
 
     def _start(self) -> None:
@@ -128,22 +146,36 @@ class Sender:
                 return
             self._thread = thread
 
+    def _start_compactor(self) -> None:
+        with self._lock:
+            if self._compactor is None and not self._stopping:
+                thread = threading.Thread(
+                    target=self._run_compactor, name="analytics-compactor", daemon=True
+                )
+                try:
+                    thread.start()
+                except RuntimeError:  # interpreter shutting down: the backlog stays as it is
+                    return
+                self._compactor = thread
+        self._compact_wakeup.set()
+
+    def _has_room(self) -> bool:
+        return len(self.queue) + self._blocked < self.max_queue_size
+
     def wait_for_room(self, timeout: float) -> bool:
         """Block up to ``timeout`` until the queue has room (bulk imports only). True if it has."""
-        if len(self.queue) < self.max_queue_size:
+        if self._has_room():
             return True
         self._wakeup.set()
         with self._settled:
             return (
-                self._settled.wait_for(
-                    lambda: len(self.queue) < self.max_queue_size or not self._alive(), timeout
-                )
-                and len(self.queue) < self.max_queue_size
+                self._settled.wait_for(lambda: self._has_room() or not self._alive(), timeout)
+                and self._has_room()
             )
 
     def pending(self) -> int:
-        """Messages queued or in flight."""
-        return len(self.queue) + self._in_flight
+        """Messages queued (raw or compressed) or in flight."""
+        return len(self.queue) + self._blocked + self._in_flight
 
     def flush(self, timeout: float | None) -> bool:
         """Wake the thread; with a timeout, wait that long for what is queued now to settle."""
@@ -166,7 +198,7 @@ class Sender:
 
     def _unsettled(self) -> int:
         """Messages not yet settled (called with the lock held)."""
-        return self._in_flight + len(self.queue)
+        return Sender.pending(self)
 
     def _alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
@@ -184,6 +216,10 @@ class Sender:
             thread = self._thread
         self._interrupt.set()
         self._wakeup.set()
+        self._compact_wakeup.set()
+        compactor = self._compactor
+        if compactor is not None and compactor is not threading.current_thread():
+            compactor.join(max(0.0, deadline - self.clock.monotonic()) + 0.5)
         if thread is not None and thread is not threading.current_thread():
             thread.join(max(0.0, deadline - self.clock.monotonic()) + 0.5)
         if not self._alive():
@@ -226,14 +262,22 @@ class Sender:
         queued (or when stopping): a steady trickle then goes out in batches of ``flush_at``,
         not in one request per message or two.
         """
-        owed = len(self.queue)
+        owed = len(self.queue) + self._blocked
         while True:
             with self._lock:
-                if owed <= 0 and len(self.queue) < self.flush_at and not self._stopping:
+                waiting = len(self.queue) + self._blocked
+                if owed <= 0 and waiting < self.flush_at and not self._stopping:
                     return
-                items = take_batch(self.queue, self._max_bytes)
-                self._in_flight = len(items)
-                owed -= len(items)
+                block = self._blocks.popleft() if self._blocks else None
+                if block is not None:
+                    self._blocked -= block[0]
+                    self._in_flight = block[0]
+                else:
+                    items = take_batch(self.queue, self._max_bytes)
+                    self._in_flight = len(items)
+                owed -= self._in_flight
+            if block is not None:
+                items = zlib.decompress(block[1]).split(b"\n")
             if not items:
                 return
             self._taken(items)
@@ -246,6 +290,25 @@ class Sender:
                     self._resolved += len(items)
                     self._in_flight = 0
                     self._settled.notify_all()
+
+    def _run_compactor(self) -> None:
+        """Compress the oldest part of a long backlog, one batch per block (zlib level 1).
+
+        zlib releases the GIL, so this runs beside the application on another core; it
+        starts only when more than ``compact_at`` messages wait, and leaves the newest half of
+        that many as they are.
+        """
+        while not self._stopping:
+            self._compact_wakeup.wait(self.flush_after)
+            self._compact_wakeup.clear()
+            self._compact_sent = False
+            while len(self.queue) > self.compact_at // 2 and not self._stopping:
+                with self._lock:
+                    items = take_batch(self.queue, self._max_bytes)
+                    self._blocked += len(items)  # counted from now: flush and put see them
+                block = (len(items), zlib.compress(b"\n".join(items), 1))
+                with self._lock:
+                    self._blocks.append(block)
 
     def _taken(self, items: list[bytes]) -> None:
         """Called with each batch taken from the memory queue (a hook for subclasses)."""

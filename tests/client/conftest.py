@@ -29,6 +29,7 @@ class Step:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0  # seconds before answering (waits on an Event, so stop() cuts it short)
     reset: bool = False  # close the connection without answering
+    hold: bool = False  # answer only once the test sets server.release (at most 30 s)
 
 
 @dataclass
@@ -49,6 +50,7 @@ class ScriptedServer:
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self.request_started = threading.Event()  # set when a request arrives (before any delay)
+        self.release = threading.Event()  # lets held requests (Step(hold=True)) answer
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -63,6 +65,8 @@ class ScriptedServer:
                     step = server.script.pop(0) if server.script else Step()
                 if step.delay:
                     server._stop.wait(step.delay)
+                if step.hold:
+                    server.release.wait(30.0)
                 if step.reset:
                     self.connection.setsockopt(
                         socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
@@ -105,6 +109,7 @@ class ScriptedServer:
 
     def stop(self) -> None:
         self._stop.set()
+        self.release.set()
         self._httpd.shutdown()
         self._httpd.server_close()
 
