@@ -50,7 +50,8 @@ def test_wal_mode_and_unique_index(store: SQLiteStore) -> None:
     try:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         index = conn.execute("PRAGMA index_info(events_dedupe)").fetchall()
-        assert [name for (_, _, name) in index] == ["write_key", "message_id"]
+        assert [name for (_, _, name) in index] == ["dedupe"]  # the exact hash key (._schema)
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
     finally:
         conn.close()
 

@@ -4,23 +4,25 @@ The writer thread is the only caller of :meth:`Store.write`; the read methods ma
 from any thread or process at the same time (SQLite in WAL mode lets readers run while the
 writer commits). Every SQL statement is parameterized.
 
-Schema (``PRAGMA user_version = 1``)::
+Schema 2 (``PRAGMA user_version = 2``; details, the exact hash dedupe and the migration of
+schema 1 files in :mod:`._schema`)::
 
     events(seq INTEGER PRIMARY KEY,       -- arrival order
-           write_key, message_id, type, user_id, anonymous_id, event,
-           timestamp,                      -- skew-corrected, UTC, ...Z
+           dedupe INTEGER NOT NULL,        -- 64-bit hash of (write_key, message_id)
+           write_key, message_id, type, user_id, event,
            received_at,                    -- collector clock, UTC, ...Z
            body)                           -- the stored message, compact JSON text
-    UNIQUE INDEX events_dedupe ON events(write_key, message_id)
+    UNIQUE INDEX events_dedupe ON events(dedupe)
 
-Duplicates by (write key, messageId) are ignored by ``INSERT OR IGNORE``, so a retried batch
-never creates a second row. A later PostgreSQL store implements the same protocol.
+Duplicates by (write key, messageId) are not stored twice (exact: a hash collision between two
+different pairs is detected and both rows are kept), so a retried batch never creates a second
+row. WAL checkpoints run on a thread of their own, not inside the
+writer's commits (see :mod:`._checkpoint`). A later PostgreSQL store implements the same protocol.
 """
 
 from __future__ import annotations
 
-import functools
-import itertools
+import logging
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -30,55 +32,15 @@ from typing import Any, Protocol
 
 import orjson
 
+from analytics.collector._checkpoint import Checkpointer, checkpoint
+from analytics.collector._schema import Row, SchemaError, insert_rows, prepare_schema
 from analytics.collector._time import format_timestamp, parse_timestamp
 
 __all__ = ["Row", "SQLiteStore", "Store", "StoreError"]
 
-#: write_key, message_id, type, user_id, anonymous_id, event, timestamp, received_at, body
-Row = tuple[str, str, str, str | None, str | None, str | None, str, str, str]
+log = logging.getLogger("analytics.collector")
 
-_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS events (
-        seq INTEGER PRIMARY KEY,
-        write_key TEXT NOT NULL,
-        message_id TEXT NOT NULL,
-        type TEXT NOT NULL,
-        user_id TEXT,
-        anonymous_id TEXT,
-        event TEXT,
-        timestamp TEXT NOT NULL,
-        received_at TEXT NOT NULL,
-        body TEXT NOT NULL
-    )""",
-    "CREATE UNIQUE INDEX IF NOT EXISTS events_dedupe ON events(write_key, message_id)",
-    "PRAGMA user_version = 1",
-)
-_INSERT = (
-    "INSERT OR IGNORE INTO events (write_key, message_id, type, user_id, anonymous_id, event,"
-    " timestamp, received_at, body) VALUES "
-)
-_ROW_PLACEHOLDERS = "(?,?,?,?,?,?,?,?,?)"
-# Rows per INSERT statement: 1,024 rows x 9 columns stays under SQLite's 32,766 variables.
-_ROWS_PER_STATEMENT = 1024
-
-
-@functools.lru_cache(maxsize=128)
-def _insert_sql(rows: int) -> str:
-    """One INSERT statement for ``rows`` rows (multi-row VALUES)."""
-    return _INSERT + ",".join([_ROW_PLACEHOLDERS] * rows)
-
-
-def _insert(conn: sqlite3.Connection, rows: Sequence[Row]) -> None:
-    """Insert ``rows`` with few multi-row statements rather than ``executemany``.
-
-    ``executemany`` steps once per row and releases and re-takes the GIL around every step;
-    with the event loop busy in the same process each re-take waits, and inserts ran 3-10x
-    slower than alone (measured). A multi-row statement takes the GIL back once per
-    statement.
-    """
-    for start in range(0, len(rows), _ROWS_PER_STATEMENT):
-        chunk = rows[start : start + _ROWS_PER_STATEMENT]
-        conn.execute(_insert_sql(len(chunk)), list(itertools.chain.from_iterable(chunk)))
+# The physical schema, its dedupe and the migration of old files are in ._schema.
 
 
 class StoreError(Exception):
@@ -128,18 +90,30 @@ class SQLiteStore:
         path: the database file; created with its schema unless ``readonly``.
         busy_timeout: seconds a write or read waits for a lock before failing.
         readonly: open for reading only (``analytics events``); the file must exist.
+        checkpoint_rows: wake the checkpoint thread after this many new rows (._checkpoint).
+        max_wal_frames: the writer checkpoints inline when the WAL has more uncheckpointed
+            frames than this (the checkpoint thread fell behind).
 
     Thread-safety: :meth:`write` and :meth:`close` belong to one thread (the collector's
     writer); the read methods open their own short-lived connection and are safe anywhere.
     """
 
     def __init__(
-        self, path: str | Path, *, busy_timeout: float = 5.0, readonly: bool = False
+        self,
+        path: str | Path,
+        *,
+        busy_timeout: float = 5.0,
+        readonly: bool = False,
+        checkpoint_rows: int = 20_000,
+        max_wal_frames: int = 4096,
     ) -> None:
         self.path = Path(path)
         self.busy_timeout = busy_timeout
+        self._checkpoint_rows = checkpoint_rows
+        self._max_wal_frames = max_wal_frames
         self._readonly = readonly
         self._conn: sqlite3.Connection | None = None
+        self._checkpointer: Checkpointer | None = None
         self._lock = threading.Lock()
         if readonly:
             if not self.path.exists():
@@ -168,9 +142,22 @@ class SQLiteStore:
                 conn.execute("PRAGMA cache_size=-65536")
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
-                for statement in _SCHEMA:
-                    conn.execute(statement)
+                # Checkpoints run on their own thread, not inside our COMMITs (._checkpoint).
+                conn.execute("PRAGMA wal_autocheckpoint=0")
+                # A rewound WAL is truncated back to 64 MiB (disk use after a burst).
+                conn.execute("PRAGMA journal_size_limit=67108864")
+                try:
+                    prepare_schema(conn)
+                except (SchemaError, sqlite3.Error):
+                    conn.close()
+                    raise
                 self._conn = conn
+                self._checkpointer = Checkpointer(
+                    self.path,
+                    busy_timeout=self.busy_timeout,
+                    every_rows=self._checkpoint_rows,
+                    max_wal_frames=self._max_wal_frames,
+                )
             return self._conn
 
     def write(self, batches: Sequence[Sequence[Row]]) -> list[int]:
@@ -184,14 +171,25 @@ class SQLiteStore:
             conn.execute("BEGIN IMMEDIATE")
             counts = []
             for rows in batches:
-                before = conn.total_changes
-                _insert(conn, rows)
-                counts.append(conn.total_changes - before)
+                counts.append(insert_rows(conn, rows))
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             self._rollback()
             raise StoreError(f"{type(exc).__name__}: {exc}") from exc
+        self._after_commit(conn, sum(counts))
         return counts
+
+    def _after_commit(self, conn: sqlite3.Connection, rows: int) -> None:
+        """Wake the checkpointer; checkpoint inline when it fell too far behind."""
+        checkpointer = self._checkpointer
+        if checkpointer is None:
+            return
+        checkpointer.committed(rows)
+        if checkpointer.behind():
+            try:
+                checkpointer.caught_up(checkpoint(conn), rewinds=True)
+            except sqlite3.Error as exc:  # committed already: the data is safe in the WAL
+                log.warning("collector WAL checkpoint failed (retried later): %s", exc)
 
     def _rollback(self) -> None:
         conn = self._conn
@@ -205,6 +203,9 @@ class SQLiteStore:
     def _drop_writer(self) -> None:
         with self._lock:
             conn, self._conn = self._conn, None
+            checkpointer, self._checkpointer = self._checkpointer, None
+        if checkpointer is not None:
+            checkpointer.stop()
         if conn is not None:
             conn.close()
 
