@@ -104,7 +104,7 @@ class SQLiteStore:
         *,
         busy_timeout: float = 5.0,
         readonly: bool = False,
-        checkpoint_rows: int = 20_000,
+        checkpoint_rows: int = 5_000,
         max_wal_frames: int = 4096,
     ) -> None:
         self.path = Path(path)
