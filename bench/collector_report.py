@@ -51,7 +51,8 @@ def collector(res: dict[str, Any]) -> list[str]:
         "",
         "The floor reads back the rows the collector stored and inserts them with the "
         "collector's own schema (same unique index) into a fresh WAL database in one "
-        "transaction, after `orjson.loads` of the same request bodies.",
+        "transaction (synchronous=NORMAL, no checkpoint), after `orjson.loads` of the same "
+        "request bodies.",
         "",
         *_collector_profile(res),
     ]
