@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Any
 
 import analytics
 
-from .conftest import ScriptedServer, Step
-
-
-def wait_until(predicate: Any, timeout: float = 10.0) -> bool:
-    """Check ``predicate`` until it holds or ``timeout`` passes (bounded; 20 ms steps)."""
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        pause.wait(0.02)
-    return bool(predicate())
+from .conftest import ScriptedServer, Step, wait_until
 
 
 def backlog_client(make_client: Any, server: ScriptedServer, **kwargs: Any) -> analytics.Client:

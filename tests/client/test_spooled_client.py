@@ -8,8 +8,6 @@ shutdown report, the restart, and the fall back to memory.
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,18 +15,7 @@ import pytest
 
 from analytics._spool import Spool, SpoolError
 
-from .conftest import ScriptedServer, Step
-
-
-def wait_until(predicate: Any, timeout: float = 10.0) -> bool:
-    """Check ``predicate`` until it holds or ``timeout`` passes (bounded; 20 ms steps)."""
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        pause.wait(0.02)
-    return bool(predicate())
+from .conftest import ScriptedServer, Step, wait_until
 
 
 def stored_in(path: Path) -> int:
