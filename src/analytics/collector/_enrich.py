@@ -99,19 +99,22 @@ def enrich(item: dict[str, Any], kind: str, env: Envelope, stamper: Stamper) -> 
     return msg
 
 
-def _column(value: Any) -> str | None:
-    return None if value is None else str(value)
-
-
 def build_row(msg: dict[str, Any], write_key: str, body: bytes) -> Row:
-    """The store row of an enriched message whose compact JSON is ``body``."""
+    """The store row of an enriched message whose compact JSON is ``body``.
+
+    Ids are stored as text (an integer id as its decimal form). Written out without helper
+    calls: this runs for every stored message.
+    """
+    kind = msg["type"]
+    user = msg.get("userId")
+    anon = msg.get("anonymousId")
     return (
         write_key,
         msg["messageId"],
-        msg["type"],
-        _column(msg.get("userId")),
-        _column(msg.get("anonymousId")),
-        msg.get("event") if msg["type"] == "track" else None,
+        kind,
+        user if user is None or type(user) is str else str(user),
+        anon if anon is None or type(anon) is str else str(anon),
+        msg.get("event") if kind == "track" else None,
         msg["timestamp"],
         msg["receivedAt"],
         body.decode(),
