@@ -170,13 +170,17 @@ def floor(db: Path, bodies: list[bytes], workdir: Path) -> dict[str, Any]:
     dst.executemany(insert, rows)
     dst.execute("COMMIT")
     t2 = time.perf_counter()
+    dst.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # reported apart: not part of the floor
+    t3 = time.perf_counter()
     dst.close()
     return {
         "events": n,
         "rows": len(rows),
         "loads_s": t1 - t0,
         "insert_s": t2 - t1,
+        "checkpoint_s": t3 - t2,
         "events_per_s": n / (t2 - t0),
+        "events_per_s_with_checkpoint": n / (t3 - t0),
     }
 
 
