@@ -23,6 +23,10 @@ What it answers (details in the module docstrings):
   commit (disk full, database locked): nothing of that request is stored, retry it.
 
 Duplicates by (write key, ``messageId``) are acknowledged and not stored twice.
+
+Process-wide effect: while a ``CollectorServer`` runs, the cyclic garbage collector of its
+process is tuned for ingest (gen-0 threshold 100,000 and ``gc.freeze()`` of the start-up heap);
+the last ``stop()`` restores it. ``CollectorServer(..., tune_gc=False)`` leaves it alone.
 """
 
 from __future__ import annotations
