@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 import zlib
 from collections import Counter, deque
 from collections.abc import Callable
@@ -46,6 +47,10 @@ TransportFactory = Callable[[], Any]
 #: A backlog longer than this (an outage, a slow collector) is compressed in the background,
 #: one batch per block: queued messages then take about a fifth of their memory.
 COMPACT_AT = 10_000
+#: ... but only while delivery is stalled: one batch in flight or retrying for this long. A
+#: backlog that drains (a burst to a healthy collector) is left alone: compressing it would
+#: only cost CPU.
+STALL_AFTER = 0.5
 
 
 class Sender:
@@ -88,6 +93,7 @@ class Sender:
         self._compactor: threading.Thread | None = None
         self._compact_wakeup = threading.Event()
         self._compact_sent = False
+        self._sending_since: float | None = None  # when the batch being delivered was taken
         self._lock = threading.Lock()
         self._settled = threading.Condition(self._lock)
         self._wakeup = threading.Event()
@@ -295,14 +301,18 @@ class Sender:
         """Compress the oldest part of a long backlog, one batch per block (zlib level 1).
 
         zlib releases the GIL, so this runs beside the application on another core; it
-        starts only when more than ``compact_at`` messages wait, and leaves the newest half of
-        that many as they are.
+        starts only when more than ``compact_at`` messages wait while delivery is stalled
+        (`STALL_AFTER`), and leaves the newest half of ``compact_at`` as they are.
         """
         while not self._stopping:
             self._compact_wakeup.wait(self.flush_after)
             self._compact_wakeup.clear()
             self._compact_sent = False
             while len(self.queue) > self.compact_at // 2 and not self._stopping:
+                since = self._sending_since
+                if since is None or time.monotonic() - since < STALL_AFTER:
+                    self._compact_wakeup.wait(STALL_AFTER / 2)  # draining: look again soon
+                    continue
                 with self._lock:
                     items = take_batch(self.queue, self._max_bytes)
                     self._blocked += len(items)  # counted from now: flush and put see them
@@ -321,6 +331,13 @@ class Sender:
             deadline came first (not reported: the caller keeps or fails the batch); else the
             reason of a final failure, already reported as failed.
         """
+        self._sending_since = time.monotonic()
+        try:
+            return self._deliver(items)
+        finally:
+            self._sending_since = None
+
+    def _deliver(self, items: list[bytes]) -> str | None:
         clock = self.clock
         state = RetryState(started=clock.monotonic())
         while True:
