@@ -50,7 +50,7 @@ COMPACT_AT = 10_000
 #: ... but only while delivery is stalled: one batch in flight or retrying for this long. A
 #: backlog that drains (a burst to a healthy collector) is left alone: compressing it would
 #: only cost CPU.
-STALL_AFTER = 0.5
+STALL_AFTER = 0.25
 
 
 class Sender:
@@ -311,7 +311,10 @@ class Sender:
             while len(self.queue) > self.compact_at // 2 and not self._stopping:
                 since = self._sending_since
                 if since is None or time.monotonic() - since < STALL_AFTER:
-                    self._compact_wakeup.wait(STALL_AFTER / 2)  # draining: look again soon
+                    # Draining: look again soon. Cleared first: put() set it, and a set Event
+                    # would make this loop spin (only shutdown sets it again meanwhile).
+                    self._compact_wakeup.clear()
+                    self._compact_wakeup.wait(STALL_AFTER / 2)
                     continue
                 with self._lock:
                     items = take_batch(self.queue, self._max_bytes)
