@@ -204,7 +204,7 @@ class Sender:
 
     def _unsettled(self) -> int:
         """Messages not yet settled (called with the lock held)."""
-        return Sender.pending(self)
+        return self.pending()
 
     def _alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
