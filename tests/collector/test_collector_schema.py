@@ -9,7 +9,7 @@ import pytest
 from test_collector_store import row
 
 from analytics.collector import SQLiteStore, _schema
-from analytics.collector._schema import SchemaError, dedupe_key
+from analytics.collector._schema import SchemaError, dedupe_key, dedupe_keyer
 
 
 def test_dedupe_key_is_stable_and_separates_key_and_id() -> None:
@@ -17,6 +17,13 @@ def test_dedupe_key_is_stable_and_separates_key_and_id() -> None:
     assert dedupe_key("k", "m1") != dedupe_key("k", "m2")
     assert dedupe_key("ab", "c") != dedupe_key("a", "bc")
     assert -(2**63) <= dedupe_key("k", "m1") < 2**63
+
+
+@pytest.mark.parametrize("write_key", ["k", "ab", "clé", "\ud800"])
+def test_the_per_key_hasher_gives_the_stored_keys(write_key: str) -> None:
+    keyer = dedupe_keyer(write_key)
+    for message_id in ("m1", "", "c", "bc", "ü-123", "\udfff", "x" * 100):
+        assert keyer(message_id) == dedupe_key(write_key, message_id)
 
 
 @pytest.fixture
@@ -66,7 +73,7 @@ def _v1_file(path: Path) -> None:
     conn.executemany(
         "INSERT INTO events (write_key, message_id, type, user_id, anonymous_id, event,"
         " timestamp, received_at, body) VALUES (?,?,?,?,?,?,?,?,?)",
-        [row(i) for i in range(10)],
+        [(*r[1:5], None, r[5], r[6], r[6], r[7]) for r in map(row, range(10))],
     )
     conn.commit()
     conn.close()

@@ -32,7 +32,7 @@ from aiohttp import web
 from analytics.collector._auth import KeyPolicy, basic_auth_key
 from analytics.collector._body import encoding_of, read_body
 from analytics.collector._limits import Limits
-from analytics.collector._messages import Prepared, RequestError, parse_json, prepare, read_envelope
+from analytics.collector._messages import Parsed, RequestError, parse_request
 from analytics.collector._stats import Stats
 from analytics.collector._store import Row, StoreError
 from analytics.collector._writer import GroupCommitWriter
@@ -146,40 +146,33 @@ async def _ingest(request: web.Request, state: AppState, single_type: str | None
         wire_cap=state.limits.wire_limit(batch=batch),
         timeout=state.read_timeout,
     )
-    env = read_envelope(parse_json(body), single_type=single_type, limits=state.limits)
-    request_key = header_key or env.write_key or None
-    if request_key is not None:
-        state.policy.require(request_key)
-    prepared = prepare(
-        env,
+    parsed = parse_request(
+        body,
         single_type=single_type,
+        header_key=header_key,
         now=state.clock(),
-        request_key=request_key,
-        key_allowed=state.policy.allows,
+        policy=state.policy,
         limits=state.limits,
-        measure_items=batch and len(body) > state.limits.max_message_bytes,
     )
-    if request_key is None and prepared.keyed == 0:
-        state.policy.require("" if prepared.saw_item_key else None)
-    stored = await _commit(state, prepared.rows) if prepared.rows else 0
-    return _accepted(state, env.items, prepared, stored)
+    stored = await _commit(state, parsed.rows) if parsed.rows else 0
+    return _accepted(state, parsed, stored)
 
 
-def _accepted(state: AppState, items: list[Any], prepared: Prepared, stored: int) -> web.Response:
-    duplicates = len(prepared.rows) - stored
+def _accepted(state: AppState, parsed: Parsed, stored: int) -> web.Response:
+    duplicates = len(parsed.rows) - stored
     state.stats.add(
         requests=1,
-        received=len(items),
+        received=parsed.received,
         stored=stored,
         duplicates=duplicates,
-        refused=len(prepared.refused),
+        refused=len(parsed.refused),
     )
     body: dict[str, Any] = {
         "success": True,
-        "received": len(items),
+        "received": parsed.received,
         "stored": stored,
         "duplicates": duplicates,
-        "refused": [refusal.as_dict() for refusal in prepared.refused],
+        "refused": [refusal.as_dict() for refusal in parsed.refused],
     }
     return json_response(200, body)
 

@@ -16,11 +16,12 @@ share timestamps.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 from uuid import uuid4
 
-from analytics.collector._store import Row
+from analytics.collector._schema import Row
 from analytics.collector._time import format_timestamp, parse_timestamp
 from analytics.collector._validate import Envelope, InvalidMessage
 
@@ -99,23 +100,25 @@ def enrich(item: dict[str, Any], kind: str, env: Envelope, stamper: Stamper) -> 
     return msg
 
 
-def build_row(msg: dict[str, Any], write_key: str, body: bytes) -> Row:
+def build_row(
+    msg: dict[str, Any], write_key: str, body: bytes, dedupe: Callable[[str], int]
+) -> Row:
     """The store row of an enriched message whose compact JSON is ``body``.
 
-    Ids are stored as text (an integer id as its decimal form). Written out without helper
-    calls: this runs for every stored message.
+    ``dedupe`` maps the messageId to the row's dedupe key (``_schema.dedupe_keyer`` of
+    ``write_key``). Ids are stored as text (an integer id as its decimal form). Written out
+    without helper calls: this runs for every stored message.
     """
     kind = msg["type"]
+    message_id = msg["messageId"]
     user = msg.get("userId")
-    anon = msg.get("anonymousId")
     return (
+        dedupe(message_id),
         write_key,
-        msg["messageId"],
+        message_id,
         kind,
         user if user is None or type(user) is str else str(user),
-        anon if anon is None or type(anon) is str else str(anon),
         msg.get("event") if kind == "track" else None,
-        msg["timestamp"],
         msg["receivedAt"],
         body.decode(),
     )

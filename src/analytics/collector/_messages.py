@@ -20,9 +20,10 @@ from typing import Any
 
 import orjson
 
+from analytics.collector._auth import KeyPolicy
 from analytics.collector._enrich import Stamper, build_row, enrich
 from analytics.collector._limits import Limits
-from analytics.collector._store import Row
+from analytics.collector._schema import Row, dedupe_keyer
 from analytics.collector._validate import (
     MESSAGE_TYPES,
     Envelope,
@@ -37,11 +38,13 @@ __all__ = [
     "MESSAGE_TYPES",
     "Envelope",
     "InvalidMessage",
+    "Parsed",
     "Prepared",
     "Refusal",
     "RequestError",
     "normalize_message",
     "parse_json",
+    "parse_request",
     "prepare",
     "read_envelope",
 ]
@@ -130,6 +133,9 @@ def prepare(
     stamper = Stamper(now, env)
     limit = limits.max_message_bytes
     rows, refused, dumps = out.rows, out.refused, orjson.dumps
+    keyers: dict[str, Callable[[str], int]] = {}
+    if request_key is not None:
+        keyers[request_key] = dedupe_keyer(request_key)
     for index, item in enumerate(env.items):
         try:
             # The request's key covers every object item (the common case, checked inline).
@@ -146,5 +152,51 @@ def prepare(
         except InvalidMessage as exc:
             refused.append(Refusal(index, exc.code, exc.reason))
             continue
-        rows.append(build_row(msg, key, body))
+        keyer = keyers.get(key)
+        if keyer is None:
+            keyer = keyers[key] = dedupe_keyer(key)
+        rows.append(build_row(msg, key, body, keyer))
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """One request, ready for the writer: its rows, its refusals, how many items it had."""
+
+    received: int
+    rows: list[Row]
+    refused: list[Refusal]
+
+
+def parse_request(
+    body: bytes,
+    *,
+    single_type: str | None,
+    header_key: str | None,
+    now: datetime,
+    policy: KeyPolicy,
+    limits: Limits,
+) -> Parsed:
+    """Decode, authorize, validate and enrich one request body (pure: ``now`` is given).
+
+    ``header_key`` is the Basic auth key, already accepted by the caller (or None).
+
+    Raises:
+        RequestError: the whole request is refused (bad JSON or shape, 401 key).
+    """
+    env = read_envelope(parse_json(body), single_type=single_type, limits=limits)
+    request_key = header_key or env.write_key or None
+    if request_key is not None:
+        policy.require(request_key)
+    prepared = prepare(
+        env,
+        single_type=single_type,
+        now=now,
+        request_key=request_key,
+        key_allowed=policy.allows,
+        limits=limits,
+        measure_items=single_type is None and len(body) > limits.max_message_bytes,
+    )
+    if request_key is None and prepared.keyed == 0:
+        policy.require("" if prepared.saw_item_key else None)
+    return Parsed(len(env.items), prepared.rows, prepared.refused)
