@@ -189,6 +189,28 @@ def test_line_reader_numbers_lines_and_skips_blank_ones() -> None:
     assert [line for _, line in with_bom] == [b'{"a":1}\r\n', b'{"b":2}\r\n']
 
 
+def test_line_reader_blocks_follow_the_chunks() -> None:
+    """blocks(): one block per chunk read, line numbers running on across blocks, blank
+    lines left out only in the blocks that have some."""
+    data = b'{"a":1}\n{"b":2}\n\n{"c":3}\n{"d":4}\n'
+    reader = LineReader(io.BytesIO(data), chunk=10)
+    blocks = [list(block) for block in reader.blocks()]
+    assert [[n for n, _ in block] for block in blocks] == [[1, 2], [4, 5]]
+    assert blocks[1] == [(4, b'{"c":3}\n'), (5, b'{"d":4}\n')]
+    assert reader.consumed == len(data)
+
+
+def test_csv_reader_blocks_count_bytes() -> None:
+    """CsvReader.blocks(): rows in lists of `size`; the bytes consumed are known after each."""
+    data = "type,userId\n" + "".join(f"track,u{i}\n" for i in range(5))
+    reader = CsvReader(io.BytesIO(data.encode()))
+    assert reader.header() == ["type", "userId"]
+    blocks = list(reader.blocks(size=2))
+    assert [[n for n, _ in block] for block in blocks] == [[2, 3], [4, 5], [6]]
+    assert blocks[2] == [(6, ["track", "u4"])]
+    assert reader.consumed == len(data)
+
+
 def test_csv_reader_reports_the_line_where_a_row_ends() -> None:
     """Quoted newlines span lines; the header is stripped; a BOM is skipped."""
     data = '\ufefftype , userId\ntrack,"u\n1"\n\nidentify,u2\n'.encode()

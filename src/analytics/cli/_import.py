@@ -100,7 +100,7 @@ def _run_source(importer: Importer, plan: Plan, settings: Settings) -> None:
                 mapper = _decode_log(settings.log_map, settings.defaults)
             else:
                 mapper = _json_mapper(settings.defaults)
-            importer.feed(index, reader, mapper, reader)
+            importer.feed(index, reader.blocks(), mapper, reader)
     finally:
         if plan.path != "-":
             stream.close()
@@ -113,7 +113,7 @@ def _run_csv(
     defaults = settings.defaults
     try:
         column_map = column_map_of(reader, plan.path, settings.maps)  # stdin's header: read here
-        importer.feed(index, reader, _csv_mapper(column_map, defaults), reader)
+        importer.feed(index, reader.blocks(), _csv_mapper(column_map, defaults), reader)
     finally:
         reader.detach()
 

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import analytics
 from analytics.cli._delivery import DeliveryTracker, compact_ranges, describe_failure
-from analytics.cli._mapping import LineError, check_message
+from analytics.cli._mapping import LineError, check_message, check_timestamp
 from analytics.cli._progress import Counts, Reporter
 
 __all__ = ["CHECK_EVERY", "NAIVE_RULE", "ImportResult", "Importer", "Location"]
@@ -30,6 +30,7 @@ NAIVE_RULE = "a timestamp without a timezone is taken as UTC (the library's rule
 
 Location = tuple[int, int]  # (source index, line number)
 Mapper = Callable[[Any], dict[str, Any]]
+Blocks = Iterable[tuple[int, Any]]  # a block of (line number, record)
 
 
 class Consumed(Protocol):
@@ -101,18 +102,19 @@ class Importer:
         self.refused += 1
         self.reporter.log(f"{self.names[index]}:{lineno}: {reason}")
 
-    def feed(
-        self, index: int, records: Iterable[tuple[int, Any]], mapper: Mapper, reader: Consumed
-    ) -> None:
-        """Import one source's records; `reader.consumed` is its byte position."""
+    def feed(self, index: int, blocks: Iterable[Blocks], mapper: Mapper, reader: Consumed) -> None:
+        """Import one source's records, given in blocks of (line number, record);
+        `reader.consumed` is its byte position."""
         try:
-            self._feed(index, records, mapper, reader)
+            self._feed(index, blocks, mapper, reader)
         finally:
             self.done_bytes += reader.consumed
 
-    def _feed(
-        self, index: int, records: Iterable[tuple[int, Any]], mapper: Mapper, reader: Consumed
-    ) -> None:
+    def _feed(self, index: int, blocks: Iterable[Blocks], mapper: Mapper, reader: Consumed) -> None:
+        # The client checks every message (type, fields, timestamp) when it is enqueued; the
+        # loop checks nothing twice. A refused line is explained in the CLI's words after the
+        # fact (`_reason`), and the naive-timestamp warning looks only at lines the client
+        # took whose timestamp is not in UTC ("...Z"), until it has been given.
         prefix = f"import-{self.run_id}-{index}-"
         clients = self.clients
         enqueue = clients[0].enqueue
@@ -121,30 +123,37 @@ class Importer:
         read = 0
         lineno = 0
         try:
-            for lineno, payload in records:
-                read += 1
-                mid = None
-                try:
-                    message = mapper(payload)
-                    if check_message(message):
-                        self._warn_naive(index, lineno, message)
-                    mid = message.get("messageId")
-                    if mid is None:
-                        message["messageId"] = prefix + str(lineno)
+            for block in blocks:
+                for lineno, payload in block:
+                    read += 1
+                    message = mid = None
+                    try:
+                        message = mapper(payload)
+                        mid = message.get("messageId")
+                        if mid is None:
+                            message["messageId"] = prefix + str(lineno)
+                        else:
+                            own[str(mid)] = (index, lineno)
+                        # A message the client drops (queue still full after `timeout`) comes
+                        # back through on_failure, with its line, like any undelivered one.
+                        enqueue(message, timeout=timeout)
+                    except (LineError, ValueError, TypeError) as exc:
+                        if mid is not None:
+                            own.pop(str(mid), None)
+                        self.refuse(index, lineno, _reason(exc, message))
                     else:
-                        own[str(mid)] = (index, lineno)
-                    # A message the client drops (queue still full after `timeout`) comes
-                    # back through on_failure, with its line, like any undelivered one.
-                    enqueue(message, timeout=timeout)
-                except (LineError, ValueError, TypeError) as exc:
-                    if mid is not None:
-                        own.pop(str(mid), None)
-                    self.refuse(index, lineno, str(exc))
-                if not read & (CHECK_EVERY - 1):
-                    self._checkpoint(read, reader.consumed, index, lineno)
-                    if self.stopped:
-                        break
-                    enqueue = clients[(read // CHECK_EVERY) % len(clients)].enqueue
+                        stamp = message.get("timestamp")
+                        if not (
+                            stamp is None
+                            or self.naive_warned
+                            or (type(stamp) is str and stamp[-1:] == "Z")
+                        ):
+                            self._check_naive(index, lineno, stamp)
+                    if not read & (CHECK_EVERY - 1):
+                        self._checkpoint(read, reader.consumed, index, lineno)
+                        if self.stopped:
+                            return
+                        enqueue = clients[(read // CHECK_EVERY) % len(clients)].enqueue
         finally:
             self.read += read
             if read:
@@ -174,11 +183,16 @@ class Importer:
             return "the start"
         return f"{self.names[self.last[0]]}:{self.last[1]}"
 
-    def _warn_naive(self, index: int, lineno: int, message: Mapping[str, Any]) -> None:
-        if not self.naive_warned:
+    def _check_naive(self, index: int, lineno: int, stamp: object) -> None:
+        """Warn (once) when a timestamp the client accepted has no timezone."""
+        try:
+            naive = check_timestamp(stamp)
+        except LineError:  # not expected: the client accepted it
+            return
+        if naive:
             self.naive_warned = True
             self.reporter.log(
-                f"warning: {self.names[index]}:{lineno}: timestamp {message['timestamp']!r}"
+                f"warning: {self.names[index]}:{lineno}: timestamp {stamp!r}"
                 f" has no timezone; {NAIVE_RULE}. Further ones are not reported."
             )
 
@@ -253,6 +267,17 @@ class Importer:
             self.reporter.update(self.counts())
             if not any(client.stats.queued for client in self.clients):
                 return
+
+
+def _reason(exc: Exception, message: Mapping[str, Any] | None) -> str:
+    """Why a line is refused. The client's checks come first; when it refused the message,
+    the CLI's own check names a missing or unknown type or a bad timestamp with a hint."""
+    if message is not None and not isinstance(exc, LineError):
+        try:
+            check_message(message)
+        except (LineError, TypeError) as own:
+            return str(own)
+    return str(exc)
 
 
 def _group_by_source(locations: Iterable[Location | None]) -> dict[int, list[int]]:

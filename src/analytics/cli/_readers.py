@@ -1,22 +1,26 @@
 """Reading import input: files or standard input, as numbered lines or CSV rows.
 
 Lines are read in large chunks (`readlines(hint)`), which is several times faster than
-line-by-line reads; each reader knows how many bytes it has consumed, for the progress bar.
+line-by-line reads, and handed to the import loop a block at a time (`blocks()`: one
+generator step per chunk, not per line); each reader knows how many bytes it has consumed,
+for the progress bar.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import itertools
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
 from analytics.cli._mapping import LineError
 
 __all__ = [
     "CHUNK_BYTES",
+    "CSV_BLOCK",
     "CsvReader",
     "LineReader",
     "display_name",
@@ -26,6 +30,7 @@ __all__ = [
 ]
 
 CHUNK_BYTES = 1 << 20
+CSV_BLOCK = 1024  # rows per block
 BOM = b"\xef\xbb\xbf"
 STDIN = "-"
 
@@ -74,6 +79,11 @@ class LineReader:
 
     def __iter__(self) -> Iterator[tuple[int, bytes]]:
         """Yield (line number, line) for every line that is not blank."""
+        for block in self.blocks():
+            yield from block
+
+    def blocks(self) -> Iterator[Iterable[tuple[int, bytes]]]:
+        """The lines of `__iter__`, one block per chunk read."""
         lineno = 0
         while True:
             lines = self._stream.readlines(self._chunk)
@@ -82,10 +92,12 @@ class LineReader:
             self.consumed += sum(map(len, lines))
             if lineno == 0 and lines[0].startswith(BOM):  # files saved by some Windows tools
                 lines[0] = lines[0][len(BOM) :]
-            for line in lines:
-                lineno += 1
-                if not line.isspace():
-                    yield lineno, line
+            numbered = enumerate(lines, lineno + 1)
+            lineno += len(lines)
+            if any(map(bytes.isspace, lines)):  # rare: ~35 ns a line to look
+                yield [(n, line) for n, line in numbered if not line.isspace()]
+            else:
+                yield numbered
 
 
 class CsvReader:
@@ -116,11 +128,7 @@ class CsvReader:
         """Yield (line number, row) for every non-empty row; a row the csv module cannot
         parse (e.g. a field over its size limit) comes as a LineError in place of the row."""
         rows = self._rows
-        count = 0
         while True:
-            count += 1
-            if count & 1023 == 0:
-                self._measure()
             try:
                 row = next(rows)
             except StopIteration:
@@ -131,6 +139,16 @@ class CsvReader:
             if row:
                 yield rows.line_num, row
         self._measure()
+
+    def blocks(self, size: int = CSV_BLOCK) -> Iterator[list[tuple[int, list[str] | LineError]]]:
+        """The rows of `__iter__` in lists of `size`; `consumed` is updated after each."""
+        rows = iter(self)
+        while True:
+            block = list(itertools.islice(rows, size))
+            self._measure()
+            if not block:
+                return
+            yield block
 
     def detach(self) -> None:
         """Let go of the binary stream without closing it (stdin stays usable)."""
