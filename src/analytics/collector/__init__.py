@@ -32,7 +32,8 @@ the last ``stop()`` restores it. ``CollectorServer(..., tune_gc=False)`` leaves 
 from __future__ import annotations
 
 from analytics.collector._limits import DEFAULT_LIMITS, Limits
-from analytics.collector._server import CollectorServer, run
+from analytics.collector._run import run
+from analytics.collector._server import CollectorServer
 from analytics.collector._stats import Counters
 from analytics.collector._store import SQLiteStore, Store, StoreError
 

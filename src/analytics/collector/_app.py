@@ -4,7 +4,8 @@ Routes (SPEC 1.1): ``POST /v1/{identify,track,page,screen,group,alias}`` and the
 aliases ``/v1/{i,t,p,s,g,a}`` take one message (its type comes from the path);
 ``POST /v1/{batch,import,b}`` take ``{"batch": [...], ...}``; a trailing slash is accepted
 (analytics-java posts to ``/v1/import/``). ``POST /v1/m`` (analytics.js metrics) is answered 200
-and discarded. ``GET /health`` (and ``/v1/health``) answers ``{"status": "ok", ...counters}``.
+and discarded. ``GET /health`` (and ``/v1/health``) answers ``{"status": "ok", "pid",
+...counters}``: the counters of the process that answered (``--workers`` runs several).
 
 An ingest request goes: content type and encoding checks -> Basic auth key (a bad key is
 refused before the body is read) -> bounded, timed body read -> JSON -> envelope -> per-message
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -220,7 +222,7 @@ def _ingest_route(single_type: str | None) -> Handler:
 
 async def _health(request: web.Request) -> web.StreamResponse:
     counters = request.app[STATE].stats.snapshot().as_dict()
-    return json_response(200, {"status": "ok", "success": True, **counters})
+    return json_response(200, {"status": "ok", "success": True, "pid": os.getpid(), **counters})
 
 
 async def _metrics(request: web.Request) -> web.StreamResponse:

@@ -20,7 +20,8 @@ import click
 import orjson
 
 from analytics.collector._messages import MESSAGE_TYPES
-from analytics.collector._server import CollectorServer, run
+from analytics.collector._run import LOG_FORMAT, run
+from analytics.collector._server import CollectorServer
 from analytics.collector._store import SQLiteStore
 from analytics.collector._time import parse_timestamp
 
@@ -50,10 +51,7 @@ def parse_since(value: str, now: datetime | None = None) -> datetime:
 
 
 def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logging.basicConfig(level=getattr(logging, level.upper()), format=LOG_FORMAT)
     logging.getLogger("analytics.collector").setLevel(getattr(logging, level.upper()))
 
 
@@ -81,22 +79,37 @@ def _announce(server: CollectorServer) -> None:
     "Without one, any key is accepted and only 127.0.0.1 may be used.",
 )
 @click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1),
+    envvar="ANALYTICS_WORKERS",
+    help="Processes serving the port and writing the database (Linux; env ANALYTICS_WORKERS).",
+)
+@click.option(
     "--log-level",
     default="info",
     show_default=True,
     type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
 )
 def serve_command(
-    host: str, port: int, db: Path, write_keys: tuple[str, ...], log_level: str
+    host: str,
+    port: int,
+    db: Path,
+    write_keys: tuple[str, ...],
+    workers: int,
+    log_level: str,
 ) -> None:
     """Run the local collector (a Segment-compatible tracking API) until Ctrl-C."""
     _configure_logging(log_level)
     try:
-        run(host, port, db, list(write_keys) or None, on_ready=_announce)
+        run(host, port, db, list(write_keys) or None, on_ready=_announce, workers=workers)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     except OSError as exc:
         raise click.ClickException(f"cannot serve on {host}:{port}: {exc}") from None
+    except RuntimeError as exc:  # a worker process could not start
+        raise click.ClickException(str(exc)) from None
 
 
 def _who(msg: dict[str, Any]) -> str:

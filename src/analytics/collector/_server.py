@@ -6,8 +6,8 @@ free port, readable as ``.port``/``.url``). ``stop()`` stops accepting connectio
 in-flight requests finish (their commits included), stops the writer after it has committed
 everything queued, and closes the store: every event answered 200 is in the database.
 
-:func:`run` is the blocking form used by ``analytics serve``: it stops cleanly on SIGINT or
-SIGTERM.
+:func:`analytics.collector.run` (in :mod:`._run`) is the blocking form used by ``analytics
+serve``.
 
 Garbage collector: while a server runs, the process's cyclic GC is tuned for ingest (gen-0
 threshold raised to 100,000 and the start-up heap frozen with ``gc.freeze()``; measured 15-20%
@@ -22,15 +22,13 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
-import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from os import PathLike
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 from aiohttp import web
 
@@ -42,7 +40,7 @@ from analytics.collector._stats import Counters, Stats
 from analytics.collector._store import SQLiteStore, Store
 from analytics.collector._writer import GroupCommitWriter
 
-__all__ = ["CollectorServer", "run"]
+__all__ = ["CollectorServer"]
 
 log = logging.getLogger("analytics.collector")
 
@@ -82,6 +80,8 @@ class CollectorServer:
         summary_interval: seconds between info summary lines (only when something changed).
         tune_gc: tune the process's garbage collector while the server runs (see the module
             docstring); restored when it stops.
+        reuse_port: bind with ``SO_REUSEPORT`` (Linux), so servers in several processes
+            share the port and the kernel spreads connections among them (``--workers``).
 
     Raises:
         ValueError: non-loopback ``host`` without write keys, or an invalid key.
@@ -99,6 +99,7 @@ class CollectorServer:
         limits: Limits = DEFAULT_LIMITS,
         summary_interval: float = 60.0,
         tune_gc: bool = True,
+        reuse_port: bool = False,
     ) -> None:
         self._policy = KeyPolicy(write_keys)
         check_bind(host, self._policy)
@@ -111,6 +112,7 @@ class CollectorServer:
         self._limits = limits
         self._summary_interval = summary_interval
         self._tune_gc = tune_gc
+        self._reuse_port = reuse_port
         self._gc_tuned = False
         self.stats = Stats()
         self._writer = GroupCommitWriter(self._store)
@@ -230,7 +232,10 @@ class CollectorServer:
             # Our own listening socket, so shutdown can stop accepting before closing it.
             family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
             self._sock = socket.create_server(
-                (self._host.strip("[]"), self._port), family=family, backlog=1024
+                (self._host.strip("[]"), self._port),
+                family=family,
+                backlog=1024,
+                reuse_port=self._reuse_port,
             )
             await web.SockSite(runner, self._sock).start()
         except BaseException:
@@ -320,37 +325,3 @@ class CollectorServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
-
-
-def run(
-    host: str = "127.0.0.1",
-    port: int = 8088,
-    db: str | PathLike[str] = "analytics.db",
-    write_keys: Sequence[str] | None = None,
-    *,
-    on_ready: Callable[[CollectorServer], Any] | None = None,
-    **options: Any,
-) -> None:
-    """Serve until SIGINT or SIGTERM, then stop gracefully (blocking).
-
-    ``options`` go to :class:`CollectorServer`; ``on_ready`` is called once it listens.
-    Signal handlers are installed only when called from the main thread.
-    """
-    server = CollectorServer(db, host, port, write_keys, **options)
-    stop = threading.Event()
-    previous: dict[signal.Signals, Any] = {}
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            previous[sig] = signal.signal(sig, lambda _sig, _frame: stop.set())
-    try:
-        server.start()
-        if on_ready is not None:
-            on_ready(server)
-        # A timed wait keeps the main thread responsive to signals on every platform.
-        while not stop.wait(0.5):
-            pass
-        log.info("collector stopping")
-    finally:
-        server.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)

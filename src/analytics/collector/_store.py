@@ -26,6 +26,7 @@ import logging
 import sqlite3
 import threading
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -93,6 +94,9 @@ class SQLiteStore:
         checkpoint_rows: wake the checkpoint thread after this many new rows (._checkpoint).
         max_wal_frames: the writer checkpoints inline when the WAL has more uncheckpointed
             frames than this (the checkpoint thread fell behind).
+        write_lock: a lock shared by the stores of several processes writing the same file
+            (``analytics serve --workers``), held for each transaction, so they take turns
+            without SQLite's busy-wait sleeps.
 
     Thread-safety: :meth:`write` and :meth:`close` belong to one thread (the collector's
     writer); the read methods open their own short-lived connection and are safe anywhere.
@@ -106,8 +110,10 @@ class SQLiteStore:
         readonly: bool = False,
         checkpoint_rows: int = 5_000,
         max_wal_frames: int = 4096,
+        write_lock: AbstractContextManager[Any] | None = None,
     ) -> None:
         self.path = Path(path)
+        self._write_lock = write_lock
         self.busy_timeout = busy_timeout
         self._checkpoint_rows = checkpoint_rows
         self._max_wal_frames = max_wal_frames
@@ -166,6 +172,12 @@ class SQLiteStore:
         Raises:
             StoreError: any SQLite error; the transaction is rolled back.
         """
+        if self._write_lock is None:
+            return self._transaction(batches)
+        with self._write_lock:
+            return self._transaction(batches)
+
+    def _transaction(self, batches: Sequence[Sequence[Row]]) -> list[int]:
         try:
             conn = self._writer()
             conn.execute("BEGIN IMMEDIATE")
