@@ -4,7 +4,10 @@ latency, and the floor measured in the same run: orjson.loads of the same bodies
 sqlite3 executemany of the same rows (read back from the collector's database) into a fresh
 database with the same schema, in one process.
 
-    python collector_bench.py --senders 4 --batches 100 --rounds 3
+    python collector_bench.py --senders 4 --batches 100 --rounds 3 [--workers 1,2]
+
+`--workers` also measures `analytics serve --workers N` (each N alternated with the default
+invocation in every round, each against its own floor).
 
 Prints one line `RESULT {json}`."""
 
@@ -84,9 +87,12 @@ def sender(port: int, bodies: list[bytes], barrier: Any, results: Any) -> None:
     conn.close()
 
 
-def start_server(db: Path) -> tuple[subprocess.Popen[bytes], int]:
+def start_server(db: Path, workers: int | None = None) -> tuple[subprocess.Popen[bytes], int]:
+    """`analytics serve` on a free port; `workers` None leaves --workers at its default."""
     exe = Path(sys.executable).with_name("analytics")
     cmd = [str(exe), "serve", "--port", "0", "--db", str(db), "--log-level", "warning"]
+    if workers is not None:
+        cmd += ["--workers", str(workers)]
     p = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
     )
@@ -184,10 +190,12 @@ def floor(db: Path, bodies: list[bytes], workdir: Path) -> dict[str, Any]:
     }
 
 
-def one_round(senders: int, batches: int, workdir: Path) -> dict[str, Any]:
+def one_round(
+    senders: int, batches: int, workdir: Path, workers: int | None = None
+) -> dict[str, Any]:
     bodies = [make_bodies(s, batches) for s in range(senders)]
     db = workdir / "collector.db"
-    server, port = start_server(db)
+    server, port = start_server(db, workers)
     try:
         res = ingest(port, bodies)
     finally:
@@ -205,26 +213,36 @@ def main() -> None:
     ap.add_argument("--senders", type=int, default=4)
     ap.add_argument("--batches", type=int, default=100, help="batches per sender")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument(
+        "--workers",
+        default="",
+        help="also measure `analytics serve --workers N` for each N of this comma list "
+        "(alternated with the default run in every round)",
+    )
     args = ap.parse_args()
     out: dict[str, Any] = {
         "senders": args.senders,
         "batch": PER_BATCH,
         "events_per_round": args.senders * args.batches * PER_BATCH,
     }
-    rounds = []
+    configs: list[int | None] = [None] + [int(w) for w in args.workers.split(",") if w]
+    runs: dict[int | None, list[dict[str, Any]]] = {c: [] for c in configs}
     try:
         for _ in range(args.rounds):
-            workdir = Path(tempfile.mkdtemp(prefix="bench-collector-"))
-            try:
-                rounds.append(one_round(args.senders, args.batches, workdir))
-            finally:
-                shutil.rmtree(workdir, ignore_errors=True)
+            for workers in configs:
+                workdir = Path(tempfile.mkdtemp(prefix="bench-collector-"))
+                try:
+                    runs[workers].append(one_round(args.senders, args.batches, workdir, workers))
+                finally:
+                    shutil.rmtree(workdir, ignore_errors=True)
     except Exception as exc:
         out["error"] = f"{type(exc).__name__}: {exc}"
+    rounds = runs[None]
     out["rounds"] = rounds
     if rounds:
         out["median_events_per_s"] = statistics.median(r["events_per_s"] for r in rounds)
         out["median_vs_floor"] = statistics.median(r["vs_floor"] for r in rounds)
+    out["workers"] = {str(w): runs[w] for w in configs if w is not None}
     sys.stdout.write("RESULT " + json.dumps(out) + "\n")
 
 

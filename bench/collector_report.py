@@ -51,6 +51,7 @@ def collector(res: dict[str, Any]) -> list[str]:
         f"| collector / floor | {vs.fmt(2) if vs else none}× |",
         f"| stored / acknowledged per round | {stored} |",
         f"| response statuses | {statuses} |",
+        *_workers_rows(col),
         "",
         "The floor reads back the rows the collector stored and inserts them with the "
         "collector's own schema (same unique index) into a fresh WAL database in one "
@@ -59,6 +60,22 @@ def collector(res: dict[str, Any]) -> list[str]:
         "",
         *_collector_profile(res),
     ]
+
+
+def _workers_rows(col: dict[str, Any]) -> list[str]:
+    """One row per `analytics serve --workers N` measured in the same rounds."""
+    rows = []
+    for workers, rounds in (col.get("workers") or {}).items():
+        if not rounds:
+            continue
+        ev = agg([r["events_per_s"] for r in rounds])
+        vs = agg([r["vs_floor"] for r in rounds])
+        p99 = agg([r["p99_ms"] for r in rounds])
+        rows.append(
+            f"| `--workers {workers}`: events/s, / floor, p99 ms | {ev.fmt(0, True)}, "
+            f"{vs.fmt(2)}×, {p99.fmt(1)} |"
+        )
+    return rows
 
 
 def _collector_profile(res: dict[str, Any]) -> list[str]:
