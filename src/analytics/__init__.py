@@ -30,7 +30,8 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Any
 
-    from analytics._client import Client, ErrorCallback, FailureCallback, Stats, SuccessCallback
+    from analytics._client import Client, Stats
+    from analytics._reporting import ErrorCallback, FailureCallback, SuccessCallback
     from analytics._retry import Outcome as Response
 
 __all__ = [

@@ -1,8 +1,9 @@
-"""`Client`: the public calls (track, identify ...), callbacks, counters and lifecycle.
+"""`Client`: the public calls (track, identify ...), counters and lifecycle.
 
 The calls validate, build and encode on the calling thread and hand the bytes to the
 `Sender` (DESIGN §3-§5). They never wait on the network and never raise for delivery problems;
 only a programmer error (a bad argument) raises, as a ValueError or TypeError subclass.
+Callbacks and the drop log are in `._reporting`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import atexit
 import logging
 import os
 import threading
-import time
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -19,7 +19,7 @@ from typing import Any
 
 from analytics._clock import Clock, SystemClock
 from analytics._config import Config, resolve_aliases
-from analytics._exceptions import ConfigError, DeliveryError, InvalidEventError
+from analytics._exceptions import ConfigError, InvalidEventError
 from analytics._message import (
     _id,
     _mapping,
@@ -30,7 +30,14 @@ from analytics._message import (
     normalize_message,
     reseed_ids,
 )
-from analytics._retry import Outcome, RetryPolicy
+from analytics._reporting import (
+    ErrorCallback,
+    FailureCallback,
+    Message,
+    Reporter,
+    SuccessCallback,
+)
+from analytics._retry import RetryPolicy
 from analytics._transport import HTTPTransport
 from analytics._worker import Sender
 
@@ -38,14 +45,8 @@ __all__ = ["Client", "Stats"]
 
 logger = logging.getLogger("analytics")
 
-Message = dict[str, Any]
 Result = tuple[bool, Message]
-SuccessCallback = Callable[[list[Message], Outcome], object]
-FailureCallback = Callable[[list[Message], DeliveryError], object]
-ErrorCallback = Callable[[Exception, list[Message]], object]
 Id = str | int | None
-#: At most one log line about dropped messages per this many seconds.
-DROP_LOG_INTERVAL = 10.0
 
 _clients: weakref.WeakSet[Client] = weakref.WeakSet()
 #: Guards the creation of the module-level default client (analytics.init / first call).
@@ -127,17 +128,11 @@ class Client:
             # its import (~50 ms) would otherwise delay the first delivery and hold the GIL
             # while the application makes its first calls.
             import urllib3  # noqa: F401, PLC0415
-        self._success: list[SuccessCallback] = [on_success] if on_success else []
-        self._failure: list[FailureCallback] = [on_failure] if on_failure else []
-        self._error: list[ErrorCallback] = [on_error] if on_error else []
         self._tap: Callable[[bytes], object] | None = None if self.config.send else _discard
         self._sync = self.config.sync_mode
-        self._drop_lock = threading.Lock()
-        self._drop_logged_at = -DROP_LOG_INTERVAL
-        self._drops_unlogged = 0
         import orjson  # noqa: PLC0415  (loaded by load_encoder above; cheap here)
 
-        self._loads = orjson.loads
+        self._reports = Reporter(on_success, on_failure, on_error, orjson.loads)
         cfg = self.config
         self._sender = _make_sender(
             cfg,
@@ -148,8 +143,8 @@ class Client:
             max_queue_size=cfg.max_queue_size,
             policy=RetryPolicy(max_retries=cfg.max_retries),
             clock=clock or SystemClock(),
-            on_sent=self._report_sent,
-            on_failed=self._report_failed,
+            on_sent=self._reports.sent,
+            on_failed=self._reports.failed,
         )
         _clients.add(self)
 
@@ -366,59 +361,16 @@ class Client:
 
     def on_success(self, fn: SuccessCallback) -> SuccessCallback:
         """Call ``fn(data, response)`` after each delivered batch (on the sender thread)."""
-        self._success.append(fn)
+        self._reports.success.append(fn)
         return fn
 
     def on_failure(self, fn: FailureCallback) -> FailureCallback:
         """Call ``fn(data, error)`` for messages that were dropped or could not be delivered."""
-        self._failure.append(fn)
+        self._reports.failure.append(fn)
         return fn
 
-    def _report_sent(self, items: list[bytes], outcome: Outcome) -> None:
-        logger.debug("delivered a batch of %d (HTTP %s)", len(items), outcome.status)
-        if self._success:
-            self._call(self._success, self._decode(items), outcome)
-
-    def _report_failed(self, items: list[bytes], error: DeliveryError) -> None:
-        if self._failure or self._error:
-            data = self._decode(items)
-            self._call(self._failure, data, error)
-            for fn in self._error:
-                self._call([fn], error, data)  # Segment's order: on_error(exception, batch)
-
-    def _decode(self, items: list[bytes]) -> list[Message]:
-        result: list[Message] = self._loads(b"[" + b",".join(items) + b"]")
-        return result
-
-    @staticmethod
-    def _call(callbacks: list[Any], first: object, second: object) -> None:
-        for fn in callbacks:
-            try:
-                fn(first, second)
-            except Exception:  # a user's callback must not stop delivery
-                logger.exception("analytics: a callback raised; delivery goes on")
-
     def _drop(self, reason: str, msg: Message) -> None:
-        now = time.monotonic()
-        with self._drop_lock:
-            self._sender.dropped[reason] += 1
-            self._drops_unlogged += 1
-            log_now = now - self._drop_logged_at >= DROP_LOG_INTERVAL
-            if log_now:
-                count, self._drops_unlogged, self._drop_logged_at = self._drops_unlogged, 0, now
-        if log_now:
-            logger.warning(
-                "analytics: dropped %d message(s) (%s); counted in client.stats.dropped. "
-                "At most one such line per %.0f s.",
-                count,
-                reason,
-                DROP_LOG_INTERVAL,
-            )
-        if self._failure or self._error:
-            error = DeliveryError(reason, _DROP_DETAIL.get(reason, ""))
-            self._call(self._failure, [msg], error)
-            for fn in self._error:
-                self._call([fn], error, [msg])
+        self._reports.dropped(reason, msg, self._sender.dropped)
 
     @property
     def stats(self) -> Stats:
@@ -500,10 +452,6 @@ _OPTION_NAMES = (frozenset(Config.__dataclass_fields__) - {"write_key"}) | {
     "upload_size",
     "upload_interval",
     "flush_interval",
-}
-_DROP_DETAIL = {
-    "queue_full": "the queue is full (max_queue_size); the collector is slow or unreachable",
-    "shut_down": "the client was shut down",
 }
 
 

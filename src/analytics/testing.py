@@ -30,6 +30,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import orjson
+
 import analytics
 from analytics._client import Client
 
@@ -82,7 +84,7 @@ def capture(client: Client | None = None) -> Iterator[Capture]:
             client = analytics.default_client = Client("test", send=False, flush_at_exit=False)
             made = True
     record = Capture()
-    loads = client._loads
+    loads = orjson.loads
     previous = client._tap
     client._tap = lambda data: record.messages.append(loads(data))
     try:
