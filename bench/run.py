@@ -37,7 +37,7 @@ FULL: dict[str, Any] = {
     "import_runs": 5,
     "capacity_s": 2.0,
     "timeout": {"throughput": 120, "rss": 60, "burst": 90, "slow": 60, "fail503": 90},
-    "collector": {"senders": 4, "batches": 50, "rounds": 2, "workers": [1, 2]},
+    "collector": {"senders": 4, "batches": 50, "rounds": 2, "workers": [2]},
     "import_lines": 1_000_000,
     "profile_n": 200_000,
 }
