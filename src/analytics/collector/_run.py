@@ -257,17 +257,18 @@ def run(
     """
     check_workers(workers)
     check_bind(host, KeyPolicy(write_keys))  # before the database file is created
+    keys = list(write_keys) if write_keys else None
     lock = ProcessLock(db) if workers > 1 else None
     store = SQLiteStore(Path(db), write_lock=lock)
-    keys = list(write_keys) if write_keys else None
     stop = threading.Event()
     previous: dict[signal.Signals, Any] = {}
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            previous[sig] = signal.signal(sig, lambda _sig, _frame: stop.set())
     pool: Workers | None = None
-    server = CollectorServer(store, host, port, keys, reuse_port=lock is not None, **options)
+    server: CollectorServer | None = None
     try:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                previous[sig] = signal.signal(sig, lambda _sig, _frame: stop.set())
+        server = CollectorServer(store, host, port, keys, reuse_port=lock is not None, **options)
         server.start()
         if lock is not None:
             pool = Workers(workers - 1, host=host, db=str(db), write_keys=keys, options=options)
@@ -282,7 +283,8 @@ def run(
     finally:
         if pool is not None:
             pool.request_stop()
-        server.stop()
+        if server is not None:
+            server.stop()
         if pool is not None:
             pool.stop(float(options.get("shutdown_timeout", 10.0)) + 5.0)
         store.close()
