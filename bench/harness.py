@@ -164,6 +164,23 @@ def _importtime_lines(code: str) -> list[tuple[str, int]] | None:
     return out
 
 
+def cpu_times() -> list[int] | None:
+    """The machine's cumulative CPU times from /proc/stat (user ... steal), or None."""
+    try:
+        with open("/proc/stat") as f:
+            return [int(x) for x in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+
+
+def steal_share(start: list[int] | None, end: list[int] | None) -> float | None:
+    """The share of CPU time the hypervisor took from this machine between two samples."""
+    if not start or not end:
+        return None
+    delta = [b - a for a, b in zip(start, end, strict=True)]
+    return delta[7] / sum(delta) if sum(delta) else None
+
+
 def machine_info() -> dict[str, Any]:
     cpu = "unknown"
     try:

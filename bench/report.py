@@ -39,6 +39,16 @@ def _errors(res: dict[str, Any]) -> list[str]:
     ]
 
 
+def _steal(machine: dict[str, Any]) -> str:
+    steal = machine.get("steal")
+    if steal is None:
+        return ""
+    return (
+        f" CPU time taken by the hypervisor (steal, /proc/stat) during this run: "
+        f"{steal:.0%} of the machine's."
+    )
+
+
 def header(res: dict[str, Any]) -> list[str]:
     m, cfg = res["machine"], res["config"]
     vers = ", ".join(f"{c} {v}" for c, v in res.get("versions", {}).items())
@@ -75,7 +85,8 @@ def header(res: dict[str, Any]) -> list[str]:
         f"{sum(r.get('verify_mismatch', 0) for r in res.get('runs', []))} count mismatches, "
         f"{sum(r.get('bad_requests', 0) for r in res.get('runs', []))} unreadable bodies.",
         "- This machine is shared and noisy, and about 2–3× slower per core than the one "
-        "ANCHORS.md was measured on; compare ratios within one run, not absolute numbers.",
+        "ANCHORS.md was measured on; compare ratios within one run, not absolute numbers."
+        + _steal(m),
         "",
     ]
 

@@ -218,6 +218,7 @@ def main() -> None:
     args = ap.parse_args()
     cfg = QUICK if args.quick else FULL
     t0 = time.perf_counter()
+    cpu_start = harness.cpu_times()
     harness.RESULTS.mkdir(parents=True, exist_ok=True)
     (harness.RESULTS / "logs").mkdir(exist_ok=True)
     feats = features()
@@ -250,6 +251,7 @@ def main() -> None:
     print(f"import ms: {results['import_ms']}", flush=True)
     extras(results, cfg, feats)
     results["total_s"] = time.perf_counter() - t0
+    results["machine"]["steal"] = harness.steal_share(cpu_start, harness.cpu_times())
     out = harness.RESULTS / f"results-{results['mode']}.json"
     out.write_text(json.dumps(results, indent=1))
     print(f"raw results: {out}", flush=True)
