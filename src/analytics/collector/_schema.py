@@ -114,8 +114,8 @@ def _insert_sql(rows: int, cache: dict[int, str] = {}) -> str:  # noqa: B006 (a 
 def insert_rows(conn: sqlite3.Connection, rows: Sequence[Row]) -> int:
     """Insert ``rows`` (inside the caller's transaction); return how many were new.
 
-    Rows come with their dedupe key (computed where they were built, possibly in a parser
-    process), in column order, so binding is one flat list. Multi-row statements rather than
+    Rows come with their dedupe key (computed where they are built, ``._enrich.build_row``),
+    in column order, so binding is one flat list. Multi-row statements rather than
     ``executemany``: ``executemany`` steps once per row and re-takes the GIL around every
     step, which the busy event loop delays (3-10x slower, measured); a multi-row statement
     takes the GIL back once.
