@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -59,17 +60,22 @@ def _announce(server: CollectorServer) -> None:
     click.echo(f"Listening on {server.url} (database: {server.store!r}); Ctrl-C stops.")
 
 
+def _db_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The ``--db`` option ``serve`` and ``events`` share."""
+    return click.option(
+        "--db",
+        default=DEFAULT_DB,
+        show_default=True,
+        envvar="ANALYTICS_DB",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help=help,
+    )
+
+
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8088, show_default=True, type=click.IntRange(0, 65535))
-@click.option(
-    "--db",
-    default=DEFAULT_DB,
-    show_default=True,
-    envvar="ANALYTICS_DB",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="SQLite file to store events in (env ANALYTICS_DB).",
-)
+@_db_option("SQLite file to store events in (env ANALYTICS_DB).")
 @click.option(
     "--write-key",
     "write_keys",
@@ -144,14 +150,7 @@ def format_line(msg: dict[str, Any]) -> str:
 
 
 @click.command("events")
-@click.option(
-    "--db",
-    default=DEFAULT_DB,
-    show_default=True,
-    envvar="ANALYTICS_DB",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The collector's SQLite file (env ANALYTICS_DB).",
-)
+@_db_option("The collector's SQLite file (env ANALYTICS_DB).")
 @click.option("--type", "type_", type=click.Choice(sorted(MESSAGE_TYPES)), help="Only this type.")
 @click.option("--user-id", help="Only messages with this userId.")
 @click.option("--event", help="Only track messages with this event name.")
