@@ -457,3 +457,28 @@ def test_dry_run_checks_lines_and_sends_nothing(collector: CollectorServer, tmp_
     assert collector.store.count() == 0
     good = write_jsonl(tmp_path / "good.jsonl", [{"type": "identify", "userId": "u"}])
     assert run_cli(["import", str(good), "--dry-run"], env=cli_env()).returncode == 0
+
+
+def test_refusal_reasons_and_the_naive_warning_after_the_client_check(tmp_path: Path) -> None:
+    """The client checks each line once; a refused line gets the CLI's wording when the CLI
+    has a better one, the client's otherwise; the naive-timestamp warning names the first line
+    that was accepted with one (a refused line is not warned about)."""
+    path = tmp_path / "mixed.jsonl"
+    path.write_text(
+        '{"type":"track","userId":"u","timestamp":"2020-01-01T10:00:00"}\n'
+        '{"type":"click","userId":"u","event":"E"}\n'
+        '{"type":"track","userId":"u","event":"E","timestamp":5}\n'
+        '{"type":"track","userId":"u","event":"E","properties":[1]}\n'
+        '{"type":"track","userId":"u","event":"E","timestamp":"2020-01-02T10:00:00+02:00"}\n'
+        '{"type":"track","userId":"u","event":"E","timestamp":"2020-01-03T10:00:00"}\n'
+        '{"type":"track","userId":"u","event":"E","timestamp":"2020-01-04T10:00:00"}\n'
+    )
+    result = run_cli(["import", str(path), "--dry-run"], env=cli_env())
+    assert result.returncode == 1, result.stderr
+    assert f"{path}:1: a track message needs event" in result.stderr
+    assert f"{path}:2: unknown type 'click' (expected one of" in result.stderr
+    assert f"{path}:3: timestamp must be an ISO-8601 string, got int" in result.stderr
+    assert f"{path}:4: properties must be a dict, not list" in result.stderr
+    assert result.stderr.count("has no timezone") == 1
+    assert f"warning: {path}:6: timestamp '2020-01-03T10:00:00' has no timezone" in result.stderr
+    assert "dry run: read 7, valid 3, refused 4" in result.stdout
