@@ -334,9 +334,17 @@ class Client:
         dropping; with the default 0 it never waits.
         """
         msg = normalize_message(message)
-        if timeout > 0 and not self.config.sync_mode and self._tap is None:
-            self._sender.wait_for_room(timeout)
-        return self._put(msg)
+        if timeout <= 0 or self._sync or self._tap is not None:
+            return self._put(msg)
+        data = encode(msg)
+        sender = self._sender
+        refused = sender.put(data)  # put() checks for room itself: no wait in the common case
+        if refused == "queue_full" and sender.wait_for_room(timeout):
+            refused = sender.put(data)
+        if refused is None:
+            return True, msg
+        self._drop(refused, msg)
+        return False, msg
 
     def _put(self, msg: Message) -> Result:
         data = encode(msg)

@@ -265,44 +265,74 @@ _FIELDS_BY_TYPE: dict[str, tuple[tuple[str, str], ...]] = {
 }
 _REQUIRED = {"track": "event", "group": "groupId", "alias": "previousId"}
 _CHECKS = {"id": _id, "text": _text, "map": _mapping}
+# Per type: (field, the type its check returns unchanged, the check), so a value of that
+# exact type skips the call (the import path runs this for every line).
+_EXACT = {"id": str, "text": str, "map": dict}
+_SPECS = {
+    kind: tuple((name, _EXACT[check], _CHECKS[check]) for name, check in spec)
+    for kind, spec in _FIELDS_BY_TYPE.items()
+}
+_NOT_EXTRA = ("sentAt", "writeKey")
+# The keys of each type that are never carried over as extra fields (set by build or dropped).
+_KNOWN = {
+    kind: frozenset(
+        {
+            "type",
+            "messageId",
+            "timestamp",
+            "userId",
+            "anonymousId",
+            "context",
+            "integrations",
+            *_NOT_EXTRA,
+            *(name for name, _ in spec),
+        }
+    )
+    for kind, spec in _FIELDS_BY_TYPE.items()
+}
 
 
 def normalize_message(message: Mapping[str, Any]) -> dict[str, Any]:
     """Validate and complete a SPEC-format message (camelCase keys), as for bulk imports.
 
     Fills ``messageId``, ``timestamp`` and ``context.library`` when missing, normalizes the
-    timestamp to UTC milliseconds and keeps any other field as it is.
+    timestamp to UTC milliseconds and keeps any other field as it is. A known field that is
+    ``None`` is left out, as in the calls.
 
     Raises:
         InvalidEventError: a required field is missing or a field has the wrong type.
     """
-    if not isinstance(message, Mapping):
+    if type(message) is not dict and not isinstance(message, Mapping):
         raise InvalidEventError(f"a message must be a dict, not {type(message).__name__}")
-    kind = message.get("type")
-    if kind not in _FIELDS_BY_TYPE:
+    get = message.get
+    kind = get("type")
+    if type(kind) is not str or kind not in _SPECS:
         raise InvalidEventError(f"type must be one of {', '.join(_FIELDS_BY_TYPE)}, not {kind!r}")
-    fields = {}
-    for name, check in _FIELDS_BY_TYPE[kind]:
-        value = _CHECKS[check](message.get(name), name)
+    fields: dict[str, Any] = {}
+    for name, exact, check in _SPECS[kind]:
+        value = get(name)
         if value is not None:
-            fields[name] = value
+            fields[name] = value if type(value) is exact else check(value, name)
     required = _REQUIRED.get(kind)
     if required is not None and not fields.get(required):
         raise InvalidEventError(f"a {kind} message needs {required}")
-    if kind == "alias" and message.get("userId") is None:
+    if kind == "alias" and get("userId") is None:
         raise InvalidEventError("an alias message needs userId")
     built = build(
         kind,
         fields,
-        message.get("userId"),
-        message.get("anonymousId"),
-        message.get("context"),
-        message.get("timestamp"),
-        message.get("integrations"),
-        message.get("messageId"),
+        get("userId"),
+        get("anonymousId"),
+        get("context"),
+        get("timestamp"),
+        get("integrations"),
+        get("messageId"),
     )
-    extra = {k: v for k, v in message.items() if k not in built and k not in ("sentAt", "writeKey")}
-    return {**built, **extra} if extra else built
+    known = _KNOWN[kind]
+    if known.issuperset(message):  # the common case: nothing to carry over
+        return built
+    extra = {k: v for k, v in message.items() if k not in known}
+    return {**built, **extra}
 
 
 # --- encoding -----------------------------------------------------------------------------------

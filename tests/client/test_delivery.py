@@ -242,6 +242,35 @@ def test_full_queue_drops_counts_logs_once_and_reports(
     assert len([r for r in caplog.records if "dropped" in r.getMessage()]) == 1
 
 
+def test_enqueue_waits_for_room_only_when_asked(make_client: Any, server: ScriptedServer) -> None:
+    """A full queue: enqueue() drops at once; enqueue(timeout=t) waits until the sender makes
+    room, and the message is then delivered (the bulk-import path)."""
+    server.script = [Step(hold=True)]  # the first batch waits for server.release
+    client = make_client("k", host=server.url, max_queue_size=4, flush_at=4)
+
+    def message(i: int) -> dict[str, Any]:
+        return {"type": "track", "userId": "u", "event": "e", "messageId": f"m{i}"}
+
+    assert [client.enqueue(message(i))[0] for i in range(4)] == [True] * 4
+    assert server.request_started.wait(10)  # m0-m3 are in flight, held
+    assert [client.enqueue(message(i))[0] for i in range(4, 8)] == [True] * 4  # full again
+    assert client.enqueue(message(8))[0] is False  # no timeout: dropped at once
+    done = threading.Event()
+    waited: list[bool] = []
+    waiter = threading.Thread(
+        target=lambda: (waited.append(client.enqueue(message(9), timeout=10)[0]), done.set())
+    )
+    waiter.start()
+    assert not done.wait(0.3)  # still full: it waits
+    server.release.set()
+    assert done.wait(10)
+    waiter.join(10)
+    assert waited == [True]
+    assert client.flush(timeout=10)
+    assert [m["messageId"] for m in server.messages()] == [f"m{i}" for i in (*range(8), 9)]
+    assert client.stats.dropped == {"queue_full": 1}
+
+
 def test_the_write_key_never_appears_in_logs(
     server: ScriptedServer, make_client: Any, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -10,6 +10,8 @@ import logging
 import math
 import re
 import uuid
+from types import MappingProxyType
+from typing import Any
 
 import orjson
 import pytest
@@ -243,6 +245,34 @@ def test_normalize_message_fills_and_validates() -> None:
         normalize_message({"type": "bogus", "userId": "u"})
     with pytest.raises(analytics.InvalidEventError, match="groupId"):
         normalize_message({"type": "group", "userId": "u"})
+    with pytest.raises(analytics.InvalidEventError, match="type"):
+        normalize_message({"type": ["track"], "userId": "u"})  # unhashable: still our error
+
+
+@pytest.mark.parametrize("extra", [{}, {"x": 1}])
+def test_normalize_message_leaves_out_none_fields_and_transport_fields(
+    extra: dict[str, Any],
+) -> None:
+    """Known fields that are None are left out (as in the calls), with or without extra
+    fields; sentAt and writeKey belong to the request, not the message."""
+    msg = normalize_message(
+        MappingProxyType(
+            {
+                "type": "page",
+                "userId": 7,
+                "anonymousId": None,
+                "name": None,
+                "category": "c",
+                "sentAt": "2020-01-01T00:00:00Z",
+                "writeKey": "secret",
+                **extra,
+            }
+        )
+    )
+    assert msg["userId"] == "7"
+    assert msg["category"] == "c"
+    assert not {"anonymousId", "name", "sentAt", "writeKey"} & msg.keys()
+    assert {k: msg[k] for k in extra} == extra
 
 
 json_values = st.recursive(
