@@ -123,6 +123,17 @@ def stop_server(p: subprocess.Popen[bytes]) -> None:
             p.wait(timeout=10)
 
 
+def serving_processes(port: int, connections: int = 32) -> int:
+    """How many processes answer on ``port`` (distinct /health pids over fresh connections)."""
+    pids = set()
+    for _ in range(connections):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conn.request("GET", "/health")
+        pids.add(json.loads(conn.getresponse().read())["pid"])
+        conn.close()
+    return len(pids)
+
+
 def ingest(port: int, bodies: list[list[bytes]]) -> dict[str, Any]:
     ctx = mp.get_context("fork")
     barrier = ctx.Barrier(len(bodies) + 1)
@@ -197,7 +208,9 @@ def one_round(
     db = workdir / "collector.db"
     server, port = start_server(db, workers)
     try:
+        processes = serving_processes(port)
         res = ingest(port, bodies)
+        res["processes"] = processes
     finally:
         stop_server(server)
     conn = sqlite3.connect(db)

@@ -31,7 +31,8 @@ def collector(res: dict[str, Any]) -> list[str]:
     none = "–"
     return [
         *out,
-        f"`analytics serve` (SQLite, WAL) on 127.0.0.1; {col['senders']} sender processes, each "
+        f"`analytics serve` (SQLite, WAL; default `--workers`: {_processes(rounds)} "
+        f"process(es) here) on 127.0.0.1; {col['senders']} sender processes, each "
         f"posting {col['events_per_round'] // col['senders'] // col['batch']:,} batches of "
         f"{col['batch']} track events over one keep-alive connection, all started together; "
         f"{col['events_per_round']:,} events per round, {len(rounds)} round(s). A 200 means the "
@@ -60,6 +61,11 @@ def collector(res: dict[str, Any]) -> list[str]:
         "",
         *_collector_profile(res),
     ]
+
+
+def _processes(rounds: list[dict[str, Any]]) -> str:
+    counts = sorted({r.get("processes") for r in rounds if r.get("processes")})
+    return "/".join(map(str, counts)) or "?"
 
 
 def _workers_rows(col: dict[str, Any]) -> list[str]:

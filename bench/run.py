@@ -37,7 +37,7 @@ FULL: dict[str, Any] = {
     "import_runs": 5,
     "capacity_s": 2.0,
     "timeout": {"throughput": 120, "rss": 60, "burst": 90, "slow": 60, "fail503": 90},
-    "collector": {"senders": 4, "batches": 50, "rounds": 2, "workers": [2]},
+    "collector": {"senders": 4, "batches": 50, "rounds": 2, "workers": [1]},
     "import_lines": 1_000_000,
     "profile_n": 200_000,
 }
@@ -51,7 +51,7 @@ QUICK: dict[str, Any] = {
     "import_runs": 2,
     "capacity_s": 1.0,
     "timeout": {"throughput": 40, "rss": 30, "burst": 40, "slow": 30, "fail503": 40},
-    "collector": {"senders": 4, "batches": 5, "rounds": 1, "workers": [2]},
+    "collector": {"senders": 4, "batches": 5, "rounds": 1, "workers": [1]},
     "import_lines": 10_000,
     "profile_n": 20_000,
 }

@@ -63,7 +63,9 @@ def test_serve_stops_cleanly_on_signal_keeping_acknowledged_events(
     tmp_path: Path, sig: signal.Signals
 ) -> None:
     db = tmp_path / "served.db"
-    proc, url = start_serve(db, "--write-key", "cli-secret-key", "--log-level", "debug")
+    proc, url = start_serve(
+        db, "--write-key", "cli-secret-key", "--log-level", "debug", "--workers", "1"
+    )
     try:
         for i in range(5):
             reply = post(url, "/v1/batch", batch([track(i)]), key="cli-secret-key")

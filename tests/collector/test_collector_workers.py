@@ -18,7 +18,7 @@ from test_collector_cli import start_serve
 from test_collector_store import row
 
 from analytics.collector import SQLiteStore
-from analytics.collector._cli import serve_command
+from analytics.collector._cli import MAX_DEFAULT_WORKERS, serve_command
 from analytics.collector._run import ProcessLock
 
 pytestmark = pytest.mark.skipif(
@@ -117,6 +117,17 @@ def test_workers_end_when_the_first_process_is_killed(tmp_path: Path) -> None:
         proc.communicate(timeout=10)
     for pid in workers:
         assert wait_ended(pid, timeout=15), f"worker {pid} outlived the first process"
+
+
+def test_serve_runs_one_process_per_cpu_by_default(tmp_path: Path) -> None:
+    expected = min(MAX_DEFAULT_WORKERS, len(os.sched_getaffinity(0)))
+    proc, url = start_serve(tmp_path / "d.db")
+    try:
+        pids = serving_pids(url, 16 * expected)  # all missing one of them: p < 1e-4
+    finally:
+        stderr = stop(proc)
+    assert proc.returncode == 0, stderr
+    assert len(pids) == expected
 
 
 def test_workers_must_be_at_least_one(tmp_path: Path) -> None:
