@@ -95,7 +95,8 @@ def main() -> None:
     raw.unlink(missing_ok=True)
     try:
         bodies = [make_bodies(s, args.batches) for s in range(args.senders)]
-        server, port = start_server(work / "collector.db")
+        # One process: py-spy follows the process it is attached to.
+        server, port = start_server(work / "collector.db", workers=1)
         exe = Path(sys.executable).with_name("py-spy")
         spy = subprocess.Popen(
             [
