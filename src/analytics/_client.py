@@ -333,23 +333,15 @@ class Client:
         queue is full it waits up to ``timeout`` seconds for room (for bulk imports) before
         dropping; with the default 0 it never waits.
         """
-        msg = normalize_message(message)
-        if timeout <= 0 or self._sync or self._tap is not None:
-            return self._put(msg)
-        data = encode(msg)
-        sender = self._sender
-        refused = sender.put(data)  # put() checks for room itself: no wait in the common case
-        if refused == "queue_full" and sender.wait_for_room(timeout):
-            refused = sender.put(data)
-        if refused is None:
-            return True, msg
-        self._drop(refused, msg)
-        return False, msg
+        return self._put(normalize_message(message), wait=timeout)
 
-    def _put(self, msg: Message) -> Result:
+    def _put(self, msg: Message, wait: float = 0.0) -> Result:
+        """Encode and queue ``msg``; when the queue is full, wait up to ``wait`` s for room."""
         data = encode(msg)
         if self._tap is None and not self._sync:
             refused = self._sender.put(data)
+            if refused == "queue_full" and wait > 0 and self._sender.wait_for_room(wait):
+                refused = self._sender.put(data)
             if refused is None:
                 return True, msg
             self._drop(refused, msg)
