@@ -213,8 +213,10 @@ def _exit_code(result: ImportResult, dry_run: bool) -> int:
 @click.option(
     "--connections",
     type=click.IntRange(1, 8),
-    default=2,
+    default=8,
     show_default=True,
+    # 8 rather than 2: into a local `analytics serve` (two processes) 1,000,000 lines went at
+    # ≈ 20,000 events/s against ≈ 16,000 (bigger group commits, both processes busy).
     help="Requests in flight at once (one sending thread each).",
 )
 @click.option(
