@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import socket
@@ -38,14 +39,24 @@ class Producer:
         )
         self.lines: queue.Queue[str] = queue.Queue()
         self.stderr = ""
+        # Each pipe has its own reader thread, and only it reads and closes that pipe (a
+        # communicate() closing stdout under the stdout thread made it fail now and then).
         self._out = threading.Thread(target=self._read_stdout, daemon=True)
+        self._err = threading.Thread(target=self._read_stderr, daemon=True)
         self._out.start()
+        self._err.start()
 
     def _read_stdout(self) -> None:
         assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.put(line.strip())
+        with self.proc.stdout:
+            for line in self.proc.stdout:
+                self.lines.put(line.strip())
         self.lines.put("<eof>")
+
+    def _read_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        with self.proc.stderr:
+            self.stderr = self.proc.stderr.read()
 
     def wait_line(self, prefix: str, timeout: float = 30.0) -> str:
         """Wait for the next stdout line starting with ``prefix``; fail after ``timeout``."""
@@ -76,14 +87,20 @@ class Producer:
         return when
 
     def finish(self, timeout: float = 60.0) -> int:
-        """Wait for exit (bounded; killed after ``timeout``), close pipes, keep stderr."""
+        """Close its stdin (a ``hang`` producer then ends), wait for exit (bounded; killed
+        after ``timeout``) and for its output to be read; keep stderr."""
+        assert self.proc.stdin is not None
+        with contextlib.suppress(OSError):  # it is gone already
+            self.proc.stdin.close()
         try:
-            _, self.stderr = self.proc.communicate(timeout=timeout)
+            self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            _, self.stderr = self.proc.communicate(timeout=10)
+            self.proc.wait(timeout=10)
             raise AssertionError(f"producer did not finish within {timeout} s") from None
-        self._out.join(10)
+        finally:
+            self._out.join(10)
+            self._err.join(10)
         return self.proc.returncode
 
 
