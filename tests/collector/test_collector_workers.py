@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import select
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -128,6 +129,22 @@ def test_serve_runs_one_process_per_cpu_by_default(tmp_path: Path) -> None:
         stderr = stop(proc)
     assert proc.returncode == 0, stderr
     assert len(pids) == expected
+
+
+def test_a_port_in_use_is_refused_even_by_a_port_sharing_listener(tmp_path: Path) -> None:
+    """SO_REUSEPORT would let a second server share a busy port: serve must refuse it."""
+    with socket.socket() as other:
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        result = CliRunner().invoke(
+            serve_command,
+            ["--port", str(port), "--db", str(tmp_path / "p.db"), "--workers", "2"],
+        )
+    assert result.exit_code == 1
+    assert f"cannot serve on 127.0.0.1:{port}" in result.output
+    assert not (tmp_path / "p.db").exists()
 
 
 def test_workers_must_be_at_least_one(tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -235,6 +236,28 @@ class Workers:
         self._stop_reader.close()
 
 
+def _check_options(host: str, port: int, write_keys: Sequence[str] | None, workers: int) -> None:
+    check_workers(workers)
+    check_bind(host, KeyPolicy(write_keys))
+    if workers > 1 and port:
+        _check_port_free(host, port)
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Fail like a plain bind when something listens on ``port`` already.
+
+    ``SO_REUSEPORT`` lets any socket of the same user that set it bind the same port: without
+    this check a second ``analytics serve`` on a busy port would share it (and split the
+    traffic between two databases) instead of failing.
+
+    Raises:
+        OSError: the address is in use.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.create_server((host.strip("[]"), port), family=family):
+        pass
+
+
 def run(
     host: str = "127.0.0.1",
     port: int = 8088,
@@ -253,10 +276,10 @@ def run(
 
     Raises:
         ValueError: bad options (``workers`` below 1, or above 1 off Linux).
+        OSError: the address is in use (checked before sharing it with ``SO_REUSEPORT``).
         RuntimeError: a worker process could not start.
     """
-    check_workers(workers)
-    check_bind(host, KeyPolicy(write_keys))  # before the database file is created
+    _check_options(host, port, write_keys, workers)  # before the database file is created
     keys = list(write_keys) if write_keys else None
     lock = ProcessLock(db) if workers > 1 else None
     store = SQLiteStore(Path(db), write_lock=lock)
