@@ -54,7 +54,8 @@ __all__ = ["LOG_FORMAT", "ProcessLock", "Workers", "check_workers", "run"]
 
 log = logging.getLogger("analytics.collector")
 
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+#: ``analytics serve`` log lines; the pid tells the processes of ``--workers`` apart.
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
 _POLL = 0.5  # seconds between the first process's checks of its workers
 _READY_TIMEOUT = 60.0
 _ctx = multiprocessing.get_context("spawn")
