@@ -74,6 +74,7 @@ def default_workers() -> int:
 
 def _announce(server: CollectorServer) -> None:
     click.echo(f"Listening on {server.url} (database: {server.store!r}); Ctrl-C stops.")
+    click.echo(f"Live events page: {server.debugger.address(server.url)}")
 
 
 def _db_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

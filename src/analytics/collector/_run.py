@@ -44,6 +44,7 @@ from types import TracebackType
 from typing import Any
 
 from analytics.collector._auth import KeyPolicy, check_bind
+from analytics.collector._refusals import RefusalRing
 from analytics.collector._server import CollectorServer
 from analytics.collector._store import SQLiteStore
 
@@ -259,6 +260,12 @@ def _check_port_free(host: str, port: int) -> None:
         pass
 
 
+def _shared_options(options: dict[str, Any], workers: int) -> dict[str, Any]:
+    """With several processes, one refusal ring in shared memory for all of them, so the
+    debugger page shows every process's refusals (:mod:`._refusals`)."""
+    return {**options, "debug_ring": RefusalRing.shared()} if workers > 1 else options
+
+
 def run(
     host: str = "127.0.0.1",
     port: int = 8088,
@@ -283,6 +290,7 @@ def run(
     _check_options(host, port, write_keys, workers)  # before the database file is created
     keys = list(write_keys) if write_keys else None
     lock = ProcessLock(db) if workers > 1 else None
+    options = _shared_options(options, workers)
     store = SQLiteStore(Path(db), write_lock=lock)
     stop = threading.Event()
     previous: dict[signal.Signals, Any] = {}

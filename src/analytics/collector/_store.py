@@ -285,6 +285,22 @@ class SQLiteStore:
         """Every stored ``messageId``, oldest first."""
         return [mid for (mid,) in self._query("SELECT message_id FROM events ORDER BY seq", ())]
 
+    def last_seq(self) -> int:
+        """The ``seq`` of the newest stored message (0 when empty): also how many are stored,
+        since rows are never deleted."""
+        return int(self._query("SELECT coalesce(max(seq), 0) FROM events", ())[0][0])
+
+    def tail(self, after: int, limit: int) -> list[tuple[int, str, str, str]]:
+        """Up to ``limit`` messages stored after ``after``, oldest first, as ``(seq, write_key,
+        type, body)``: what the live debugger reads, from any process (a rowid range scan)."""
+        sql = "SELECT seq, write_key, type, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?"
+        return [tuple(row) for row in self._query(sql, (after, limit))]
+
+    def type_counts(self, after: int, upto: int) -> dict[str, int]:
+        """Messages per type with ``after < seq <= upto`` (the debugger's skipped ranges)."""
+        sql = "SELECT type, count(*) FROM events WHERE seq > ? AND seq <= ? GROUP BY type"
+        return {kind: int(n) for kind, n in self._query(sql, (after, upto))}
+
     def close(self) -> None:
         """Close the write connection (idempotent). Reads keep working afterwards."""
         self._drop_writer()
