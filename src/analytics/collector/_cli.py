@@ -21,6 +21,7 @@ from typing import Any
 import click
 import orjson
 
+from analytics.collector._admin import AdminAccess
 from analytics.collector._db import is_url, open_store, redact
 from analytics.collector._messages import MESSAGE_TYPES
 from analytics.collector._run import LOG_FORMAT, run
@@ -96,6 +97,16 @@ def _db_name(db: str) -> str:
     return redact(db) if is_url(db) else db
 
 
+def _check_admin_token(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Any:
+    """Refuse a short token before anything is started (the rule lives in ._admin)."""
+    if value is not None:
+        try:
+            AdminAccess(token=value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+    return value
+
+
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8088, show_default=True, type=click.IntRange(0, 65535))
@@ -126,6 +137,13 @@ def _db_name(db: str) -> str:
     "(at start and hourly; env ANALYTICS_RETENTION_DAYS). Default: keep everything.",
 )
 @click.option(
+    "--admin-token",
+    envvar="ANALYTICS_ADMIN_TOKEN",
+    callback=_check_admin_token,
+    help="Token the live debugger page (and /metrics) require (env ANALYTICS_ADMIN_TOKEN). "
+    "Without one they are open on 127.0.0.1 and off on any other address.",
+)
+@click.option(
     "--log-level",
     default="info",
     show_default=True,
@@ -138,6 +156,7 @@ def serve_command(
     write_keys: tuple[str, ...],
     workers: int | None,
     retention_days: int | None,
+    admin_token: str | None,
     log_level: str,
 ) -> None:
     """Run the local collector (a Segment-compatible tracking API) until Ctrl-C."""
@@ -153,6 +172,7 @@ def serve_command(
             on_ready=_announce,
             workers=workers,
             retention_days=retention_days,
+            admin_token=admin_token,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
