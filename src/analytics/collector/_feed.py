@@ -35,7 +35,7 @@ class Tailable(Protocol):
     """What the feed needs from a store (:class:`~._store.SQLiteStore` has it)."""
 
     def last_seq(self) -> int: ...
-    def tail(self, after: int, limit: int) -> list[tuple[int, str, str, str]]: ...
+    def tail(self, after: int, limit: int) -> list[tuple[int, str, str, Any]]: ...
     def type_counts(self, after: int, upto: int) -> dict[str, int]: ...
 
 
@@ -67,7 +67,7 @@ class Read:
     """One read of the store: the rows in ``(after, upto]`` and what was skipped."""
 
     upto: int
-    rows: list[tuple[int, str, str, str]]
+    rows: list[tuple[int, str, str, Any]]
     skipped: int = 0
     skipped_types: dict[str, int] = field(default_factory=dict)
 
@@ -88,9 +88,11 @@ def read_range(store: Tailable, after: int, upto: int | None = None) -> Read:
     return read
 
 
-def _event_json(row: tuple[int, str, str, str]) -> str:
+def _event_json(row: tuple[int, str, str, Any]) -> str:
     seq, key, _kind, body = row
     label = orjson.dumps(key_label(key)).decode()
+    if not isinstance(body, str):  # PostgreSQL's jsonb arrives decoded
+        body = orjson.dumps(body).decode()
     return f'{{"seq":{seq},"key":{label},"message":{body}}}'
 
 
