@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import queue
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +16,6 @@ from urllib.parse import urlsplit
 import pytest
 from collector_http import KEY, batch, post, request, track
 from sse_client import Stream
-from test_collector_cli import read_line_matching
 
 from analytics.collector import CollectorServer
 from analytics.collector._refusals import key_label
@@ -171,6 +172,19 @@ def test_an_open_page_refuses_a_foreign_host_header(collector: CollectorServer) 
 SERVE = "from analytics.collector._cli import serve_command; serve_command()"
 
 
+def _lines(proc: subprocess.Popen[str]) -> queue.Queue[str]:
+    """``proc``'s stdout lines, read by a thread (get them with a timeout)."""
+    lines: queue.Queue[str] = queue.Queue()
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.put(line)
+
+    threading.Thread(target=read, daemon=True).start()
+    return lines
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="--workers needs Linux")
 def test_with_workers_a_viewer_sees_every_process_events_and_refusals(tmp_path: Path) -> None:
     db = tmp_path / "w.db"
@@ -181,10 +195,9 @@ def test_with_workers_a_viewer_sees_every_process_events_and_refusals(tmp_path: 
         text=True,
     )
     try:
-        line = read_line_matching(proc, r"Listening on http://", timeout=60.0)
-        url = line.split("Listening on ", 1)[1].split(" ", 1)[0]
-        page_line = read_line_matching(proc, r"Live events page: ", timeout=10.0)
-        assert page_line.strip() == f"Live events page: {url}/"
+        lines = _lines(proc)
+        url = lines.get(timeout=60.0).split("Listening on ", 1)[1].split(" ", 1)[0]
+        assert lines.get(timeout=10.0).strip() == f"Live events page: {url}/"
         with Stream(url) as stream:
             stream.next()
             pids = set()
