@@ -16,7 +16,7 @@ from analytics.collector._auth import KeyPolicy
 from analytics.collector._feed import MAX_ROWS, Cursor, Tail, parse_event_id, read_range
 from analytics.collector._limits import DEFAULT_LIMITS
 from analytics.collector._messages import parse_request
-from analytics.collector._refusals import (
+from analytics.collector._refusal_ring import (
     SLOT_BYTES,
     SLOTS,
     RefusalRing,

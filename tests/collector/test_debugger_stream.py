@@ -18,7 +18,7 @@ from collector_http import KEY, batch, post, request, track
 from sse_client import Stream
 
 from analytics.collector import CollectorServer
-from analytics.collector._refusals import key_label
+from analytics.collector._refusal_ring import key_label
 
 TOKEN = "an-admin-token-for-the-tests"
 

@@ -3,7 +3,7 @@
 The page is hand-written HTML, CSS and JavaScript in ``collector/static/`` (package data: no
 CDN, no build step). Its stream, ``GET /debugger/stream``, is Server-Sent Events: one ``batch``
 message per tick of the feed (:mod:`._feed`) with the new stored events, the new refusals
-(:mod:`._refusals`) and the counters; the SSE id lets a reconnecting page resume.
+(:mod:`._refusal_ring`) and the counters; the SSE id lets a reconnecting page resume.
 
 Ingestion never waits for a viewer. Each viewer has a bounded queue of pending messages; the
 feed puts into it without waiting, and a viewer whose queue is full (a stalled or slow page) is
@@ -41,7 +41,7 @@ from analytics.collector._feed import (
     read_range,
 )
 from analytics.collector._messages import Parsed, RequestError
-from analytics.collector._refusals import SLOTS, RefusalRing, key_label, refusal_field
+from analytics.collector._refusal_ring import SLOTS, RefusalRing, key_label, refusal_field
 from analytics.collector._time import format_timestamp
 
 __all__ = ["Debugger"]

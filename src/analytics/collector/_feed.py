@@ -20,7 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import orjson
 
-from analytics.collector._refusals import RefusalRing, key_label
+from analytics.collector._refusal_ring import RefusalRing, key_label
 
 __all__ = ["INTERVAL", "MAX_ROWS", "Cursor", "Tail", "Tailable", "parse_event_id"]
 

@@ -46,7 +46,7 @@ from typing import Any
 
 from analytics.collector._auth import KeyPolicy, check_bind
 from analytics.collector._db import check_retention, is_url, open_store
-from analytics.collector._refusals import RefusalRing
+from analytics.collector._refusal_ring import RefusalRing
 from analytics.collector._server import CollectorServer
 from analytics.collector._store import Store
 
@@ -287,7 +287,7 @@ def _check_port_free(host: str, port: int) -> None:
 
 def _shared_options(options: dict[str, Any], workers: int) -> dict[str, Any]:
     """With several processes, one refusal ring in shared memory for all of them, so the
-    debugger page shows every process's refusals (:mod:`._refusals`)."""
+    debugger page shows every process's refusals (:mod:`._refusal_ring`)."""
     return {**options, "debug_ring": RefusalRing.shared()} if workers > 1 else options
 
 

@@ -38,7 +38,7 @@ from analytics.collector._auth import KeyPolicy, check_bind
 from analytics.collector._db import open_store
 from analytics.collector._debugger import Debugger
 from analytics.collector._limits import DEFAULT_LIMITS, Limits
-from analytics.collector._refusals import RefusalRing
+from analytics.collector._refusal_ring import RefusalRing
 from analytics.collector._stats import Counters, Stats
 from analytics.collector._store import Store
 from analytics.collector._writer import GroupCommitWriter
