@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sqlite3
 import sys
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -22,10 +23,12 @@ from typing import Any
 import click
 import orjson
 
+from analytics.cli._escape import echo
 from analytics.collector._messages import MESSAGE_TYPES
 from analytics.collector._run import LOG_FORMAT, run
+from analytics.collector._schema import SchemaError
 from analytics.collector._server import CollectorServer
-from analytics.collector._store import SQLiteStore
+from analytics.collector._store import SQLiteStore, StoreError
 from analytics.collector._time import parse_timestamp
 
 __all__ = ["events_command", "serve_command"]
@@ -45,11 +48,13 @@ def parse_since(value: str, now: datetime | None = None) -> datetime:
         ValueError: neither form.
     """
     match = _RELATIVE.match(value)
-    if match:
-        seconds = float(match.group(1)) * _UNITS[match.group(2)]
-        return (now or datetime.now(timezone.utc)) - timedelta(seconds=seconds)
     try:
-        return parse_timestamp(value.strip())
+        if match:
+            seconds = float(match.group(1)) * _UNITS[match.group(2)]
+            return (now or datetime.now(timezone.utc)) - timedelta(seconds=seconds)
+        return parse_timestamp(value.strip()).astimezone(timezone.utc)
+    except OverflowError:
+        raise ValueError(f"{value!r} is out of the range of dates") from None
     except ValueError:
         raise ValueError(
             f"{value!r} is neither an ISO-8601 time nor a duration like 10m, 2h, 1d"
@@ -72,7 +77,7 @@ def default_workers() -> int:
 
 
 def _announce(server: CollectorServer) -> None:
-    click.echo(f"Listening on {server.url} (database: {server.store!r}); Ctrl-C stops.")
+    echo(f"Listening on {server.url} (database: {server.store!r}); Ctrl-C stops.")
 
 
 def _db_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -126,6 +131,8 @@ def serve_command(
         workers = default_workers()
     try:
         run(host, port, db, list(write_keys) or None, on_ready=_announce, workers=workers)
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     except OSError as exc:
@@ -153,7 +160,7 @@ def _what(msg: dict[str, Any]) -> str:
 
 
 def format_line(msg: dict[str, Any]) -> str:
-    """One human-readable line for a stored message."""
+    """One human-readable line for a stored message (printed through ``printable``)."""
     return "  ".join(
         (
             str(msg.get("receivedAt", "")),
@@ -171,7 +178,11 @@ def format_line(msg: dict[str, Any]) -> str:
 @click.option("--user-id", help="Only messages with this userId.")
 @click.option("--event", help="Only track messages with this event name.")
 @click.option("--since", help="Received at or after: ISO-8601 time or a duration (10m, 2h, 1d).")
-@click.option("--limit", type=click.IntRange(0), help="Only the newest N (still newest last).")
+@click.option(
+    "--limit",
+    type=click.IntRange(0, 2**63 - 1, clamp=True),
+    help="Only the newest N (still newest last).",
+)
 @click.option("--json", "as_json", is_flag=True, help="One stored message per line, as JSON.")
 def events_command(
     db: Path,
@@ -189,10 +200,17 @@ def events_command(
         raise click.BadParameter(str(exc), param_hint="--since") from None
     try:
         store = SQLiteStore(db, readonly=True)
+        messages = store.iter_events(
+            type=type_, user_id=user_id, event=event, since=since_time, limit=limit
+        )
+        for msg in messages:
+            if as_json:
+                click.echo(orjson.dumps(msg).decode())
+            else:
+                echo(format_line(msg))
     except FileNotFoundError:
         raise click.ClickException(
             f"no collector database at {db} (start one with: analytics serve --db {db})"
         ) from None
-    messages = store.events(type=type_, user_id=user_id, event=event, since=since_time, limit=limit)
-    for msg in messages:
-        click.echo(orjson.dumps(msg).decode() if as_json else format_line(msg))
+    except (SchemaError, sqlite3.Error) as exc:
+        raise click.ClickException(f"cannot read {db}: {exc}") from None

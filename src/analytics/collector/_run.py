@@ -31,6 +31,7 @@ import multiprocessing
 import os
 import signal
 import socket
+import sqlite3
 import sys
 import threading
 import time
@@ -44,8 +45,9 @@ from types import TracebackType
 from typing import Any
 
 from analytics.collector._auth import KeyPolicy, check_bind
+from analytics.collector._schema import SchemaError
 from analytics.collector._server import CollectorServer
-from analytics.collector._store import SQLiteStore
+from analytics.collector._store import SQLiteStore, StoreError
 
 if sys.platform != "win32":
     import fcntl
@@ -259,6 +261,24 @@ def _check_port_free(host: str, port: int) -> None:
         pass
 
 
+def _open_store(db: str | PathLike[str], workers: int) -> tuple[ProcessLock | None, SQLiteStore]:
+    """The store (and the workers' lock file) of ``run``.
+
+    Raises:
+        StoreError: one line saying why the database cannot be used (a missing directory, a
+            file that is not ours or not SQLite, a full disk ...).
+    """
+    lock = None
+    try:
+        lock = ProcessLock(db) if workers > 1 else None
+        return lock, SQLiteStore(Path(db), write_lock=lock)
+    except (OSError, sqlite3.Error, SchemaError) as exc:
+        if lock is not None:
+            lock.close()
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise StoreError(f"cannot use the database {os.fspath(db)}: {reason}") from None
+
+
 def run(
     host: str = "127.0.0.1",
     port: int = 8088,
@@ -279,11 +299,11 @@ def run(
         ValueError: bad options (``workers`` below 1, or above 1 off Linux).
         OSError: the address is in use (checked before sharing it with ``SO_REUSEPORT``).
         RuntimeError: a worker process could not start.
+        StoreError: the database cannot be opened or created.
     """
     _check_options(host, port, write_keys, workers)  # before the database file is created
     keys = list(write_keys) if write_keys else None
-    lock = ProcessLock(db) if workers > 1 else None
-    store = SQLiteStore(Path(db), write_lock=lock)
+    lock, store = _open_store(db, workers)
     stop = threading.Event()
     previous: dict[signal.Signals, Any] = {}
     pool: Workers | None = None

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
@@ -34,12 +34,19 @@ from typing import Any, Protocol
 import orjson
 
 from analytics.collector._checkpoint import Checkpointer, checkpoint
-from analytics.collector._schema import Row, SchemaError, insert_rows, prepare_schema
+from analytics.collector._schema import (
+    Row,
+    SchemaError,
+    check_schema,
+    insert_rows,
+    prepare_schema,
+)
 from analytics.collector._time import format_timestamp, parse_timestamp
 
 __all__ = ["Row", "SQLiteStore", "Store", "StoreError"]
 
 log = logging.getLogger("analytics.collector")
+_MAX_LIMIT = 2**63 - 1  # SQLite's largest integer; a larger limit means "all"
 
 # The physical schema, its dedupe and the migration of old files are in ._schema.
 
@@ -77,6 +84,20 @@ class Store(Protocol):
     def close(self) -> None:
         """Release the write side; reads keep working."""
         ...
+
+
+def _configure(conn: sqlite3.Connection) -> None:
+    """The writer connection's settings."""
+    # 16 KiB pages (only effective when the file is created) and a 64 MiB cache
+    # make inserts into the dedupe index about a quarter faster (measured).
+    conn.execute("PRAGMA page_size=16384")
+    conn.execute("PRAGMA cache_size=-65536")
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    # Checkpoints run on their own thread, not inside our COMMITs (._checkpoint).
+    conn.execute("PRAGMA wal_autocheckpoint=0")
+    # A rewound WAL is truncated back to 64 MiB (disk use after a burst).
+    conn.execute("PRAGMA journal_size_limit=67108864")
 
 
 def _since_text(since: datetime | str) -> str:
@@ -142,17 +163,9 @@ class SQLiteStore:
                     check_same_thread=False,
                     cached_statements=256,
                 )
-                # 16 KiB pages (only effective when the file is created) and a 64 MiB cache
-                # make inserts into the dedupe index about a quarter faster (measured).
-                conn.execute("PRAGMA page_size=16384")
-                conn.execute("PRAGMA cache_size=-65536")
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=NORMAL")
-                # Checkpoints run on their own thread, not inside our COMMITs (._checkpoint).
-                conn.execute("PRAGMA wal_autocheckpoint=0")
-                # A rewound WAL is truncated back to 64 MiB (disk use after a burst).
-                conn.execute("PRAGMA journal_size_limit=67108864")
                 try:
+                    check_schema(conn)  # before any PRAGMA changes a file that is not ours
+                    _configure(conn)
                     prepare_schema(conn)
                 except (SchemaError, sqlite3.Error):
                     conn.close()
@@ -248,7 +261,22 @@ class SQLiteStore:
             event: only track messages with this ``event``.
             since: only messages received at or after this time (``receivedAt``).
             limit: keep only the newest ``limit`` messages (still returned oldest first).
+
+        Raises:
+            SchemaError: the file is not a collector database this version can read.
         """
+        return list(self.iter_events(type, user_id, event, since, limit))
+
+    def iter_events(
+        self,
+        type: str | None = None,
+        user_id: str | None = None,
+        event: str | None = None,
+        since: datetime | str | None = None,
+        limit: int | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """:meth:`events`, one message at a time: memory stays flat however many match
+        (``analytics events`` without ``--limit`` on a large file)."""
         where: list[str] = []
         params: list[Any] = []
         for column, value in (("type", type), ("user_id", user_id), ("event", event)):
@@ -258,15 +286,21 @@ class SQLiteStore:
         if since is not None:
             where.append("received_at >= ?")
             params.append(_since_text(since))
-        sql = "SELECT body FROM events"
+        sql = "SELECT seq, body FROM events"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY seq DESC"
         if limit is not None:
-            sql += " LIMIT ?"
-            params.append(max(0, int(limit)))
-        rows = self._query(sql, params)
-        return [orjson.loads(body) for (body,) in reversed(rows)]
+            # Only constant column names are in ``sql``; every value is a parameter.
+            sql = "SELECT seq, body FROM (" + sql + " ORDER BY seq DESC LIMIT ?)"  # noqa: S608
+            params.append(max(0, min(int(limit), _MAX_LIMIT)))
+        conn = self._reader()
+        try:
+            if check_schema(conn) == 0:
+                return  # an empty file: no events yet
+            for _seq, body in conn.execute(sql + " ORDER BY seq", params):
+                yield orjson.loads(body)
+        finally:
+            conn.close()
 
     def count(self) -> int:
         """Number of stored messages."""
