@@ -19,7 +19,7 @@ import pytest
 from collector_http import batch, post, track
 
 from analytics.collector import CollectorServer, SQLiteStore, _schema
-from analytics.collector._store import Row
+from analytics.collector._validated import Message, to_message
 
 CLI_TIMEOUT = 60.0
 
@@ -181,10 +181,10 @@ def test_events_on_an_empty_file_lists_nothing(tmp_path: Path) -> None:
     assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
 
 
-def _big_row(i: int, padding: str) -> Row:
-    body = orjson.dumps({"type": "track", "messageId": f"m{i}", "properties": {"p": padding}})
-    key = _schema.dedupe_key("k", f"m{i}")
-    return (key, "k", f"m{i}", "track", "u", "E", "2024-05-01T12:00:00.000Z", body.decode())
+def _big_message(i: int, padding: str) -> Message:
+    msg = {"type": "track", "messageId": f"m{i}", "event": "E", "properties": {"p": padding}}
+    msg["receivedAt"] = msg["timestamp"] = "2024-05-01T12:00:00.000Z"
+    return to_message(msg, "k", orjson.dumps(msg))
 
 
 PEAK_RSS = """
@@ -206,7 +206,7 @@ def test_events_streams_rows_instead_of_loading_them_all(tmp_path: Path) -> None
     padding = "x" * 32_000
     try:
         for start in range(0, 2_000, 250):
-            store.write([[_big_row(i, padding) for i in range(start, start + 250)]])
+            store.write([[_big_message(i, padding) for i in range(start, start + 250)]])
     finally:
         store.close()
     # VmHWM is the peak of this process image only (ru_maxrss would count the pytest

@@ -36,7 +36,7 @@ from analytics.collector._body import encoding_of, read_body
 from analytics.collector._limits import Limits
 from analytics.collector._messages import Parsed, RequestError, parse_request
 from analytics.collector._stats import Stats
-from analytics.collector._store import Row, StoreError
+from analytics.collector._store import Message, StoreError
 from analytics.collector._writer import GroupCommitWriter
 
 __all__ = ["STATE", "AppState", "make_app"]
@@ -106,7 +106,7 @@ def _check_content_type(request: web.Request) -> None:
     )
 
 
-def _commit(state: AppState, rows: list[Row]) -> Awaitable[int]:
+def _commit(state: AppState, rows: list[Message]) -> Awaitable[int]:
     """Hand ``rows`` to the writer thread; the future resolves after their commit."""
     loop = asyncio.get_running_loop()
     future: asyncio.Future[int] = loop.create_future()
