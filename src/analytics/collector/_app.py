@@ -31,6 +31,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from analytics.collector._admin import AdminAccess
 from analytics.collector._auth import KeyPolicy, basic_auth_key
 from analytics.collector._body import encoding_of, read_body
 from analytics.collector._limits import Limits
@@ -69,7 +70,8 @@ def _utcnow() -> datetime:
 
 @dataclass(slots=True)
 class AppState:
-    """What the handlers share: the writer, the key policy, limits, timeouts and counters."""
+    """What the handlers share: the writer, the key policy, limits, timeouts and counters;
+    ``admin`` decides who may open the admin pages (debugger, metrics)."""
 
     writer: GroupCommitWriter
     policy: KeyPolicy
@@ -77,6 +79,7 @@ class AppState:
     read_timeout: float
     stats: Stats = field(default_factory=Stats)
     clock: Callable[[], datetime] = _utcnow
+    admin: AdminAccess = field(default_factory=AdminAccess)
 
 
 STATE = web.AppKey("analytics_collector_state", AppState)
