@@ -4,8 +4,10 @@ Routes (SPEC 1.1): ``POST /v1/{identify,track,page,screen,group,alias}`` and the
 aliases ``/v1/{i,t,p,s,g,a}`` take one message (its type comes from the path);
 ``POST /v1/{batch,import,b}`` take ``{"batch": [...], ...}``; a trailing slash is accepted
 (analytics-java posts to ``/v1/import/``). ``POST /v1/m`` (analytics.js metrics) is answered 200
-and discarded. ``GET /health`` (and ``/v1/health``) answers ``{"status": "ok", "pid",
-...counters}``: the counters of the process that answered (``--workers`` runs several).
+and discarded. ``GET /health`` (and ``/v1/health``) answers ``{"status": "ok", "pid", "store":
+{"store": "sqlite" | "postgresql", "database", "reachable"}, ...counters}``: the counters of the
+process that answered (``--workers`` runs several); 503 with ``"status": "store_unreachable"``
+when the store cannot be reached (the database is named without its password).
 
 An ingest request goes: content type and encoding checks -> Basic auth key (a bad key is
 refused before the body is read) -> bounded, timed body read -> JSON -> envelope -> per-message
@@ -224,8 +226,13 @@ def _ingest_route(single_type: str | None) -> Handler:
 
 
 async def _health(request: web.Request) -> web.StreamResponse:
-    counters = request.app[STATE].stats.snapshot().as_dict()
-    return json_response(200, {"status": "ok", "success": True, "pid": os.getpid(), **counters})
+    state = request.app[STATE]
+    # The store's check may block (a PostgreSQL connection): off the event loop.
+    store = await asyncio.get_running_loop().run_in_executor(None, state.writer.store.health)
+    ok = bool(store["reachable"])
+    counters = state.stats.snapshot().as_dict()
+    body = {"status": "ok" if ok else "store_unreachable", "success": ok, "pid": os.getpid()}
+    return json_response(200 if ok else 503, {**body, "store": store, **counters})
 
 
 async def _metrics(request: web.Request) -> web.StreamResponse:

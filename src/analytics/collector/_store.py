@@ -2,7 +2,7 @@
 
 The writer thread is the only caller of :meth:`Store.write`; the read methods may be called
 from any thread or process at the same time (SQLite in WAL mode lets readers run while the
-writer commits). Every SQL statement is parameterized.
+writer commits). Every SQL statement is parameterized. The PostgreSQL store is in :mod:`._pg`.
 
 Schema 2 (``PRAGMA user_version = 2``; details, the exact hash dedupe and the migration of
 schema 1 files in :mod:`._schema`)::
@@ -17,7 +17,7 @@ schema 1 files in :mod:`._schema`)::
 Duplicates by (write key, messageId) are not stored twice (exact: a hash collision between two
 different pairs is detected and both rows are kept), so a retried batch never creates a second
 row. WAL checkpoints run on a thread of their own, not inside the
-writer's commits (see :mod:`._checkpoint`). A later PostgreSQL store implements the same protocol.
+writer's commits (see :mod:`._checkpoint`).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from analytics.collector._schema import (
 from analytics.collector._time import format_timestamp, parse_timestamp
 from analytics.collector._validated import Message
 
-__all__ = ["Message", "SQLiteStore", "Store", "StoreError"]
+__all__ = ["Message", "SQLiteStore", "Store", "StoreError", "StoreReads", "since_text"]
 
 log = logging.getLogger("analytics.collector")
 _MAX_LIMIT = 2**63 - 1  # SQLite's largest integer; a larger limit means "all"
@@ -82,8 +82,23 @@ class Store(Protocol):
         """Stored messages, oldest first (see :meth:`SQLiteStore.events`)."""
         ...
 
+    def iter_events(
+        self,
+        type: str | None = None,
+        user_id: str | None = None,
+        event: str | None = None,
+        since: datetime | str | None = None,
+        limit: int | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """:meth:`events` one message at a time (``analytics events`` streams them)."""
+        ...
+
     def count(self) -> int:
         """Number of stored messages."""
+        ...
+
+    def health(self) -> dict[str, Any]:
+        """``{"store": kind, ..., "reachable": bool}`` for ``/health`` (may block briefly)."""
         ...
 
     def close(self) -> None:
@@ -105,12 +120,105 @@ def _configure(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA journal_size_limit=67108864")
 
 
-def _since_text(since: datetime | str) -> str:
+def since_text(since: datetime | str) -> str:
+    """``since`` as the stores' UTC text form (...Z), parsed first when it is a string."""
     moment = parse_timestamp(since) if isinstance(since, str) else since
     return format_timestamp(moment)
 
 
-class SQLiteStore:
+class StoreReads:
+    """The read methods both stores share, over their own ``_query`` and placeholder.
+
+    Subclasses set ``_mark`` (the driver's parameter placeholder), ``_kind`` (``/health``'s
+    store name), ``_errors`` (what ``_query`` raises when the database cannot be read) and
+    implement ``_query``, ``_decode`` (a stored body to a dict) and ``_where`` (its name).
+    """
+
+    _mark = "?"
+    _kind = ""
+    _errors: tuple[type[Exception], ...] = ()
+
+    def _query(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        raise NotImplementedError
+
+    def _decode(self, body: Any) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _where(self) -> str:
+        raise NotImplementedError
+
+    def events(
+        self,
+        type: str | None = None,
+        user_id: str | None = None,
+        event: str | None = None,
+        since: datetime | str | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Stored messages, oldest first (newest last).
+
+        Args:
+            type: only messages of this type.
+            user_id: only messages with this ``userId``.
+            event: only track messages with this ``event``.
+            since: only messages received at or after this time (``receivedAt``).
+            limit: keep only the newest ``limit`` messages (still returned oldest first).
+        """
+        return list(self.iter_events(type, user_id, event, since, limit))
+
+    def iter_events(
+        self,
+        type: str | None = None,
+        user_id: str | None = None,
+        event: str | None = None,
+        since: datetime | str | None = None,
+        limit: int | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """:meth:`events`, one message at a time: memory stays flat however many match
+        (``analytics events`` without ``--limit`` on a large database)."""
+        mark = self._mark
+        where: list[str] = []
+        params: list[Any] = []
+        for column, value in (("type", type), ("user_id", user_id), ("event", event)):
+            if value is not None:
+                where.append(f"{column} = {mark}")
+                params.append(value)
+        if since is not None:
+            where.append(f"received_at >= {mark}")
+            params.append(since_text(since))
+        sql = "SELECT seq, body FROM events"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        if limit is not None:
+            # Only constant column names are in ``sql``; every value is a parameter.
+            sql = f"SELECT seq, body FROM ({sql} ORDER BY seq DESC LIMIT {mark}) AS newest"  # noqa: S608
+            params.append(max(0, min(int(limit), _MAX_LIMIT)))
+        for _seq, body in self._stream(sql + " ORDER BY seq", params):
+            yield self._decode(body)
+
+    def _stream(self, sql: str, params: Sequence[Any]) -> Iterator[Any]:
+        """The rows of ``sql``; a store that can fetch them lazily overrides this."""
+        yield from self._query(sql, params)
+
+    def count(self) -> int:
+        """Number of stored messages."""
+        return int(self._query("SELECT count(*) FROM events", ())[0][0])
+
+    def message_ids(self) -> list[str]:
+        """Every stored ``messageId``, oldest first."""
+        return [str(m) for (m,) in self._query("SELECT message_id FROM events ORDER BY seq", ())]
+
+    def health(self) -> dict[str, Any]:
+        """The store kind, the database (never a password), and whether it can be read now."""
+        try:
+            self._query("SELECT 1", ())
+            reachable = True
+        except self._errors:
+            reachable = False
+        return {"store": self._kind, "database": self._where(), "reachable": reachable}
+
+
+class SQLiteStore(StoreReads):
     """The embedded store: one SQLite file in WAL mode, ``synchronous=NORMAL``.
 
     Args:
@@ -248,6 +356,16 @@ class SQLiteStore:
         uri = self.path.resolve().as_uri() + "?mode=ro"
         return sqlite3.connect(uri, uri=True, timeout=self.busy_timeout)
 
+    _kind = "sqlite"
+    _errors = (sqlite3.Error,)
+
+    def _decode(self, body: Any) -> dict[str, Any]:
+        decoded: dict[str, Any] = orjson.loads(body)
+        return decoded
+
+    def _where(self) -> str:
+        return str(self.path)
+
     def _query(self, sql: str, params: Sequence[Any]) -> list[Any]:
         conn = self._reader()
         try:
@@ -255,70 +373,16 @@ class SQLiteStore:
         finally:
             conn.close()
 
-    def events(
-        self,
-        type: str | None = None,
-        user_id: str | None = None,
-        event: str | None = None,
-        since: datetime | str | None = None,
-        limit: int | None = None,
-    ) -> list[dict[str, Any]]:
-        """Stored messages exactly as stored, oldest first (newest last).
-
-        Args:
-            type: only messages of this type.
-            user_id: only messages with this ``userId``.
-            event: only track messages with this ``event``.
-            since: only messages received at or after this time (``receivedAt``).
-            limit: keep only the newest ``limit`` messages (still returned oldest first).
-
-        Raises:
-            SchemaError: the file is not a collector database this version can read.
-        """
-        return list(self.iter_events(type, user_id, event, since, limit))
-
-    def iter_events(
-        self,
-        type: str | None = None,
-        user_id: str | None = None,
-        event: str | None = None,
-        since: datetime | str | None = None,
-        limit: int | None = None,
-    ) -> Iterator[dict[str, Any]]:
-        """:meth:`events`, one message at a time: memory stays flat however many match
-        (``analytics events`` without ``--limit`` on a large file)."""
-        where: list[str] = []
-        params: list[Any] = []
-        for column, value in (("type", type), ("user_id", user_id), ("event", event)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
-        if since is not None:
-            where.append("received_at >= ?")
-            params.append(_since_text(since))
-        sql = "SELECT seq, body FROM events"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        if limit is not None:
-            # Only constant column names are in ``sql``; every value is a parameter.
-            sql = "SELECT seq, body FROM (" + sql + " ORDER BY seq DESC LIMIT ?)"  # noqa: S608
-            params.append(max(0, min(int(limit), _MAX_LIMIT)))
+    def _stream(self, sql: str, params: Sequence[Any]) -> Iterator[Any]:
+        """Rows one at a time from the cursor; an empty file has none, a file that is not
+        ours is refused (:class:`SchemaError`)."""
         conn = self._reader()
         try:
             if check_schema(conn) == 0:
-                return  # an empty file: no events yet
-            for _seq, body in conn.execute(sql + " ORDER BY seq", params):
-                yield orjson.loads(body)
+                return
+            yield from conn.execute(sql, params)
         finally:
             conn.close()
-
-    def count(self) -> int:
-        """Number of stored messages."""
-        return int(self._query("SELECT count(*) FROM events", ())[0][0])
-
-    def message_ids(self) -> list[str]:
-        """Every stored ``messageId``, oldest first."""
-        return [mid for (mid,) in self._query("SELECT message_id FROM events ORDER BY seq", ())]
 
     def close(self) -> None:
         """Close the write connection (idempotent). Reads keep working afterwards."""
