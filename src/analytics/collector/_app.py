@@ -44,6 +44,7 @@ from aiohttp import web
 from analytics.collector._admin import AdminAccess
 from analytics.collector._auth import KeyPolicy, basic_auth_key
 from analytics.collector._body import encoding_of, read_body
+from analytics.collector._debugger import Debugger
 from analytics.collector._guard import RETRY_AFTER_SECONDS, BodyBudget, Guard, error_body
 from analytics.collector._limits import Limits
 from analytics.collector._messages import Parsed, RequestError, parse_request
@@ -95,6 +96,7 @@ class AppState:
     admin: AdminAccess = field(default_factory=AdminAccess)
     guard: Guard | None = None
     local: LocalOnly | None = None
+    debugger: Debugger | None = None  # the live page (._debugger); None serves no page
 
 
 STATE = web.AppKey("analytics_collector_state", AppState)
@@ -190,6 +192,8 @@ async def _ingest(request: web.Request, state: AppState, single_type: str | None
         )
     parsed = _parse(request, state, body, single_type, header_key)
     stored = await _commit(state, parsed.rows) if parsed.rows else 0
+    if state.debugger is not None:
+        state.debugger.observe(parsed, stored, body, single_type, header_key)
     return _accepted(state, parsed, stored)
 
 
@@ -219,6 +223,8 @@ async def _handle(request: web.Request, single_type: str | None) -> web.Response
         response = await _ingest(request, state, single_type)
     except RequestError as exc:
         state.stats.add(requests=1, rejected=1)
+        if state.debugger is not None:
+            state.debugger.rejected(exc)
         retry = {"Retry-After": str(RETRY_AFTER_SECONDS)} if exc.status == 503 else {}
         response = error_response(exc.status, exc.code, exc.message, **retry)
         if exc.status in (408, 503):  # the body was not read (whole)
@@ -303,6 +309,8 @@ def make_app(state: AppState) -> web.Application:
     for name, handler in routes:
         app.router.add_post(f"/v1/{name}", handler)
         app.router.add_post(f"/v1/{name}/", handler)
+    if state.debugger is not None:
+        state.debugger.add_routes(app)
     app.router.add_get("/health", _health)
     app.router.add_get("/v1/health", _health)
     return app

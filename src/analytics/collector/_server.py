@@ -37,6 +37,7 @@ from analytics.collector._admin import AdminAccess
 from analytics.collector._app import AppState, make_app
 from analytics.collector._auth import KeyPolicy, check_bind
 from analytics.collector._db import open_store
+from analytics.collector._debugger import Debugger
 from analytics.collector._guard import (
     DEFAULT_SERVER_LIMITS,
     Guard,
@@ -45,6 +46,7 @@ from analytics.collector._guard import (
 )
 from analytics.collector._limits import DEFAULT_LIMITS, Limits
 from analytics.collector._origin import LocalOnly
+from analytics.collector._refusal_ring import RefusalRing
 from analytics.collector._stats import Counters, Stats
 from analytics.collector._store import Store
 from analytics.collector._writer import GroupCommitWriter
@@ -102,6 +104,8 @@ class CollectorServer:
         server_limits: connection cap, body bytes in flight, header and idle timeouts
             (:mod:`._guard`). Without write keys, requests from other web origins and to
             non-loopback ``Host`` names are refused (:mod:`._origin`).
+        debug_ring: the refusal ring of the live debugger page, when several processes
+            share one (``--workers``); by default the server has its own.
 
     Raises:
         ValueError: non-loopback ``host`` without write keys, an invalid key, or an admin
@@ -123,6 +127,7 @@ class CollectorServer:
         reuse_port: bool = False,
         admin_token: str | None = None,
         server_limits: ServerLimits = DEFAULT_SERVER_LIMITS,
+        debug_ring: RefusalRing | None = None,
     ) -> None:
         self._policy = KeyPolicy(write_keys)
         check_bind(host, self._policy)
@@ -140,6 +145,7 @@ class CollectorServer:
         self._gc_tuned = False
         self.stats = Stats()
         self._writer = GroupCommitWriter(self._store)
+        self.debugger = Debugger(self._store, debug_ring or RefusalRing(), self._admin)
         self._lock = threading.Lock()
         self._phase = "new"
         self._ready = threading.Event()
@@ -263,6 +269,7 @@ class CollectorServer:
             admin=self._admin,
             guard=guard,
             local=local,
+            debugger=self.debugger,
         )
         runner = web.AppRunner(
             make_app(state),
