@@ -124,4 +124,5 @@ def test_exactly_the_listed_segment_tests_fail(segment_results: Any) -> None:
     # Sanity: every file ran its tests (a collection error would leave the lists vacuous).
     assert {test.split("::")[0] for test in results} == set(SUITE)
     assert len(results) >= 45, sorted(results)
-    assert all(r["host"] == "api.segment.io" for r in refused), refused
+    # The guard did its job: Segment's tests tried their default host and were kept local.
+    assert "api.segment.io" in {r["host"] for r in refused}
