@@ -4,7 +4,8 @@ SPEC 5.3, 7 and 10:
   - ``receivedAt`` = now; ``messageId`` = a UUID4 when missing;
   - ``originalTimestamp`` = the client's ``timestamp`` (or its ``originalTimestamp``);
   - ``sentAt`` = the message's own, else the batch's; ``timestamp`` = ``receivedAt - (sentAt -
-    originalTimestamp)`` when both are known, else ``originalTimestamp``, else ``receivedAt``;
+    originalTimestamp)`` when both are known (unless that leaves years 1-9999: then
+    ``originalTimestamp``), else ``originalTimestamp``, else ``receivedAt``;
   - batch ``context`` and ``integrations`` are shallow-merged into the message's, the message's
     keys winning; every other field is kept as sent, except ``writeKey``, which is removed so the
     database and ``analytics events`` never show a secret.
@@ -21,9 +22,9 @@ from datetime import datetime
 from typing import Any
 from uuid import uuid4
 
+from analytics._wire import InvalidMessage, format_timestamp, parse_timestamp
 from analytics.collector._schema import Row
-from analytics.collector._time import format_timestamp, parse_timestamp
-from analytics.collector._validate import Envelope, InvalidMessage
+from analytics.collector._validate import Envelope
 
 __all__ = ["Stamper", "build_row", "enrich"]
 
@@ -31,8 +32,8 @@ __all__ = ["Stamper", "build_row", "enrich"]
 def _parse(value: str, name: str) -> datetime:
     try:
         return parse_timestamp(value)
-    except ValueError:
-        raise InvalidMessage("invalid_timestamp", f"{name} is not ISO-8601") from None
+    except ValueError as exc:
+        raise InvalidMessage("invalid_timestamp", f"{name} {exc}: {value[:80]!r}") from None
 
 
 class Stamper:
@@ -50,8 +51,8 @@ class Stamper:
         skew = self._batch_skew if own_sent is None else self.now - _parse(own_sent, "sentAt")
         try:
             moment = original + skew if skew is not None else original
-        except OverflowError:
-            raise InvalidMessage("invalid_timestamp", "timestamp is out of range") from None
+        except OverflowError:  # a valid time at the edge of year 1 or 9999: stored uncorrected
+            moment = original
         return format_timestamp(moment)
 
     def stamp(self, msg: dict[str, Any]) -> None:

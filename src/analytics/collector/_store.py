@@ -35,7 +35,7 @@ import orjson
 
 from analytics.collector._checkpoint import Checkpointer, checkpoint
 from analytics.collector._schema import Row, SchemaError, insert_rows, prepare_schema
-from analytics.collector._time import format_timestamp, parse_timestamp
+from analytics._wire import format_timestamp, parse_timestamp
 
 __all__ = ["Row", "SQLiteStore", "Store", "StoreError"]
 
