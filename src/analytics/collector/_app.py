@@ -31,12 +31,13 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from analytics.collector._admin import AdminAccess
 from analytics.collector._auth import KeyPolicy, basic_auth_key
 from analytics.collector._body import encoding_of, read_body
 from analytics.collector._limits import Limits
 from analytics.collector._messages import Parsed, RequestError, parse_request
 from analytics.collector._stats import Stats
-from analytics.collector._store import Row, StoreError
+from analytics.collector._store import Message, StoreError
 from analytics.collector._writer import GroupCommitWriter
 
 __all__ = ["STATE", "AppState", "make_app"]
@@ -69,7 +70,8 @@ def _utcnow() -> datetime:
 
 @dataclass(slots=True)
 class AppState:
-    """What the handlers share: the writer, the key policy, limits, timeouts and counters."""
+    """What the handlers share: the writer, the key policy, limits, timeouts and counters;
+    ``admin`` decides who may open the admin pages (debugger, metrics)."""
 
     writer: GroupCommitWriter
     policy: KeyPolicy
@@ -77,6 +79,7 @@ class AppState:
     read_timeout: float
     stats: Stats = field(default_factory=Stats)
     clock: Callable[[], datetime] = _utcnow
+    admin: AdminAccess = field(default_factory=AdminAccess)
 
 
 STATE = web.AppKey("analytics_collector_state", AppState)
@@ -106,7 +109,7 @@ def _check_content_type(request: web.Request) -> None:
     )
 
 
-def _commit(state: AppState, rows: list[Row]) -> Awaitable[int]:
+def _commit(state: AppState, rows: list[Message]) -> Awaitable[int]:
     """Hand ``rows`` to the writer thread; the future resolves after their commit."""
     loop = asyncio.get_running_loop()
     future: asyncio.Future[int] = loop.create_future()

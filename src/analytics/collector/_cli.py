@@ -22,6 +22,7 @@ from typing import Any
 import click
 import orjson
 
+from analytics.collector._admin import AdminAccess
 from analytics.collector._messages import MESSAGE_TYPES
 from analytics.collector._run import LOG_FORMAT, run
 from analytics.collector._server import CollectorServer
@@ -87,6 +88,16 @@ def _db_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     )
 
 
+def _check_admin_token(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Any:
+    """Refuse a short token before anything is started (the rule lives in ._admin)."""
+    if value is not None:
+        try:
+            AdminAccess(token=value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+    return value
+
+
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8088, show_default=True, type=click.IntRange(0, 65535))
@@ -107,6 +118,13 @@ def _db_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     f"Default: one per CPU on Linux, at most {MAX_DEFAULT_WORKERS}; 1 elsewhere.",
 )
 @click.option(
+    "--admin-token",
+    envvar="ANALYTICS_ADMIN_TOKEN",
+    callback=_check_admin_token,
+    help="Token the live debugger page (and /metrics) require (env ANALYTICS_ADMIN_TOKEN). "
+    "Without one they are open on 127.0.0.1 and off on any other address.",
+)
+@click.option(
     "--log-level",
     default="info",
     show_default=True,
@@ -118,6 +136,7 @@ def serve_command(
     db: Path,
     write_keys: tuple[str, ...],
     workers: int | None,
+    admin_token: str | None,
     log_level: str,
 ) -> None:
     """Run the local collector (a Segment-compatible tracking API) until Ctrl-C."""
@@ -125,7 +144,15 @@ def serve_command(
     if workers is None:
         workers = default_workers()
     try:
-        run(host, port, db, list(write_keys) or None, on_ready=_announce, workers=workers)
+        run(
+            host,
+            port,
+            db,
+            list(write_keys) or None,
+            on_ready=_announce,
+            workers=workers,
+            admin_token=admin_token,
+        )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     except OSError as exc:

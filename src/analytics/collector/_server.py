@@ -33,6 +33,7 @@ from types import TracebackType
 from aiohttp import web
 
 from analytics.collector import _gc
+from analytics.collector._admin import AdminAccess
 from analytics.collector._app import AppState, make_app
 from analytics.collector._auth import KeyPolicy, check_bind
 from analytics.collector._limits import DEFAULT_LIMITS, Limits
@@ -82,9 +83,12 @@ class CollectorServer:
             docstring); restored when it stops.
         reuse_port: bind with ``SO_REUSEPORT`` (Linux), so servers in several processes
             share the port and the kernel spreads connections among them (``--workers``).
+        admin_token: the token the admin pages require (see :mod:`._admin`); without one
+            they are open on a loopback address and off on any other.
 
     Raises:
-        ValueError: non-loopback ``host`` without write keys, or an invalid key.
+        ValueError: non-loopback ``host`` without write keys, an invalid key, or an admin
+            token that is too short.
     """
 
     def __init__(
@@ -100,9 +104,11 @@ class CollectorServer:
         summary_interval: float = 60.0,
         tune_gc: bool = True,
         reuse_port: bool = False,
+        admin_token: str | None = None,
     ) -> None:
         self._policy = KeyPolicy(write_keys)
         check_bind(host, self._policy)
+        self._admin = AdminAccess(host, admin_token)
         self._host = host
         self._port = port
         self._owns_store = isinstance(db, (str, PathLike))
@@ -217,6 +223,7 @@ class CollectorServer:
             limits=self._limits,
             read_timeout=self._read_timeout,
             stats=self.stats,
+            admin=self._admin,
         )
         runner = web.AppRunner(
             make_app(state),

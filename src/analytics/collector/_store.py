@@ -34,10 +34,11 @@ from typing import Any, Protocol
 import orjson
 
 from analytics.collector._checkpoint import Checkpointer, checkpoint
-from analytics.collector._schema import Row, SchemaError, insert_rows, prepare_schema
 from analytics._wire import format_timestamp, parse_timestamp
+from analytics.collector._schema import Row, RowMaker, SchemaError, insert_rows, prepare_schema
+from analytics.collector._validated import Message
 
-__all__ = ["Row", "SQLiteStore", "Store", "StoreError"]
+__all__ = ["Message", "SQLiteStore", "Store", "StoreError"]
 
 log = logging.getLogger("analytics.collector")
 
@@ -51,8 +52,11 @@ class StoreError(Exception):
 class Store(Protocol):
     """What the collector needs from a store. ``write`` is called from one thread only."""
 
-    def write(self, batches: Sequence[Sequence[Row]]) -> list[int]:
-        """Insert every batch in one transaction; return the new rows per batch.
+    def write(self, batches: Sequence[Sequence[Message]]) -> list[int]:
+        """Store every batch in one transaction; return the new messages per batch.
+
+        Each store maps the store-neutral messages to its own rows; duplicates by (write key,
+        messageId), within the call or already stored, are not stored again.
 
         Raises:
             StoreError: the transaction was rolled back.
@@ -121,6 +125,7 @@ class SQLiteStore:
         self._conn: sqlite3.Connection | None = None
         self._checkpointer: Checkpointer | None = None
         self._lock = threading.Lock()
+        self._rows = RowMaker()
         if readonly:
             if not self.path.exists():
                 raise FileNotFoundError(f"no collector database at {self.path}")
@@ -166,16 +171,20 @@ class SQLiteStore:
                 )
             return self._conn
 
-    def write(self, batches: Sequence[Sequence[Row]]) -> list[int]:
+    def write(self, batches: Sequence[Sequence[Message]]) -> list[int]:
         """Insert all batches in one transaction (one commit); return new rows per batch.
+
+        The rows (with their dedupe hash, :mod:`._schema`) are built before the shared write
+        lock is taken, so other processes' transactions do not wait for it.
 
         Raises:
             StoreError: any SQLite error; the transaction is rolled back.
         """
+        rows = [self._rows.rows(messages) for messages in batches]
         if self._write_lock is None:
-            return self._transaction(batches)
+            return self._transaction(rows)
         with self._write_lock:
-            return self._transaction(batches)
+            return self._transaction(rows)
 
     def _transaction(self, batches: Sequence[Sequence[Row]]) -> list[int]:
         try:

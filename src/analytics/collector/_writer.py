@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from analytics.collector._store import Row, Store, StoreError
+from analytics.collector._store import Message, Store, StoreError
 
 __all__ = ["Done", "GroupCommitWriter"]
 
@@ -30,7 +30,7 @@ Done = Callable[[int | StoreError], None]
 
 @dataclass(frozen=True, slots=True)
 class _Job:
-    rows: Sequence[Row]
+    rows: Sequence[Message]
     done: Done
 
 
@@ -52,7 +52,7 @@ class GroupCommitWriter:
         """Start the thread."""
         self._thread.start()
 
-    def submit(self, rows: Sequence[Row], done: Done) -> None:
+    def submit(self, rows: Sequence[Message], done: Done) -> None:
         """Queue ``rows``; ``done`` is called on the writer thread once they are committed.
 
         Raises:
