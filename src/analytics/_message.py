@@ -153,7 +153,7 @@ def _warn_naive(argument: str) -> None:
 
 def _id(value: object, argument: str) -> str | None:
     if value is None or (type(value) is str and value):
-        return value  # type: ignore[return-value]
+        return value
     return id_text(value, argument)
 
 
@@ -350,11 +350,15 @@ def _default(obj: Any) -> Any:
         tz = obj.tzinfo
         if tz is None or type(tz) is _TIMEZONE:  # offsets checked when the timezone was made
             return _fragment(_dumps(obj, option=_NAIVE_UTC))
-        return _checked_datetime(obj)
-    if kind is _DATE:
+    elif kind is _DATE:
         return _fragment(_dumps(obj))
     if isinstance(obj, dt.datetime | dt.date | dt.time):
         return _checked_datetime(obj)
+    return _other(obj)
+
+
+def _other(obj: Any) -> Any:
+    """The JSON form of the types orjson does not know (Decimal, set, bytes ...)."""
     if isinstance(obj, decimal.Decimal):
         return float(obj) if obj.is_finite() else None
     if isinstance(obj, set | frozenset):

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from analytics._wire import format_timestamp, parse_timestamp
 from analytics.collector import Limits
 from analytics.collector._messages import (
     Envelope,
@@ -20,7 +21,6 @@ from analytics.collector._messages import (
     prepare,
     read_envelope,
 )
-from analytics._wire import format_timestamp, parse_timestamp
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=timezone.utc)
 LIMITS = Limits()

@@ -55,7 +55,9 @@ def bad(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Drawn]:
 
 
 text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
-offsets = st.integers(-23 * 60 - 59, 23 * 60 + 59).map(lambda m: dt.timezone(dt.timedelta(minutes=m)))
+offsets = st.integers(-23 * 60 - 59, 23 * 60 + 59).map(
+    lambda m: dt.timezone(dt.timedelta(minutes=m))
+)
 # Datetimes whose UTC value is one day inside years 1-9999, in any offset.
 moments = st.builds(
     lambda moment, tz: moment.replace(tzinfo=UTC).astimezone(tz),
@@ -148,7 +150,9 @@ def calls(draw: st.DrawFn) -> tuple[str, dict[str, Drawn]]:
         args["user_id"] = draw(ids)
         return kind, args
     # At least one of the two ids: a call with neither is refused for another reason.
-    user, anon = draw(st.one_of(st.tuples(ids, st.none()), st.tuples(st.none(), ids), st.tuples(ids, ids)))
+    user, anon = draw(
+        st.one_of(st.tuples(ids, st.none()), st.tuples(st.none(), ids), st.tuples(ids, ids))
+    )
     if user is not None:
         args["user_id"] = user
     if anon is not None:
@@ -197,7 +201,11 @@ def test_what_the_client_accepts_the_collector_stores(
         _, msg = getattr(CLIENT, kind)(**kwargs)
         data = encode(msg)
     except (InvalidEventError, UnserializableError) as exc:
-        assert refused_by_rules, f"a valid {kind} call was refused: {exc}"
+        refusal: str | None = str(exc)
+    else:
+        refusal = None
+    if refusal is not None:
+        assert refused_by_rules, f"a valid {kind} call was refused: {refusal}"
         return
     assert not refused_by_rules, f"{kind} accepted {refused_by_rules}: {msg}"
     sent_at = NOW - dt.timedelta(milliseconds=skew)

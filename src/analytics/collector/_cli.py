@@ -22,12 +22,12 @@ from typing import Any
 import click
 import orjson
 
+from analytics._wire import parse_timestamp
 from analytics.collector._admin import AdminAccess
 from analytics.collector._messages import MESSAGE_TYPES
 from analytics.collector._run import LOG_FORMAT, run
 from analytics.collector._server import CollectorServer
 from analytics.collector._store import SQLiteStore
-from analytics._wire import parse_timestamp
 
 __all__ = ["events_command", "serve_command"]
 

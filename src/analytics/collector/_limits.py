@@ -9,7 +9,7 @@ The values follow SPEC.md section 3 (REC collector). Sizes are measured on the
 | batch body (``/v1/batch`` ...) > 512,000 B       | 400 ``payload_too_large``                |
 | more than 2,500 messages in one batch            | 400 ``too_many_messages`` (whole batch)  |
 | one message stored > 32,768 B + 512 B            | 200, item refused as ``message_too_large`` |
-| batch context/integrations × messages > 4,096,000 B | 400 ``payload_too_large`` (whole batch) |
+| batch context/integrations x messages > 4,096,000 B | 400 ``payload_too_large`` (whole batch) |
 | compressed body larger than the limit + 16 KiB   | 400 ``payload_too_large`` (not read)     |
 
 400 is what Segment answers for oversize bodies (SPEC 4.1); official clients drop a batch on

@@ -119,7 +119,9 @@ def _encode(msg: dict[str, Any], limit: int) -> bytes:
     try:
         body = orjson.dumps(msg)
     except orjson.JSONEncodeError as exc:
-        raise InvalidMessage("invalid_message", f"message cannot be stored as JSON: {exc}") from None
+        raise InvalidMessage(
+            "invalid_message", f"message cannot be stored as JSON: {exc}"
+        ) from None
     if len(body) > limit:
         raise InvalidMessage(
             "message_too_large", f"message is {len(body):,} bytes as stored; the limit is {limit:,}"

@@ -33,8 +33,8 @@ from typing import Any, Protocol
 
 import orjson
 
-from analytics.collector._checkpoint import Checkpointer, checkpoint
 from analytics._wire import format_timestamp, parse_timestamp
+from analytics.collector._checkpoint import Checkpointer, checkpoint
 from analytics.collector._schema import Row, RowMaker, SchemaError, insert_rows, prepare_schema
 from analytics.collector._validated import Message
 
