@@ -206,16 +206,26 @@ def build(
         InvalidEventError: an argument is missing or of the wrong type; the message names it.
     """
     uid = user_id if type(user_id) is str and user_id else _id(user_id, "user_id")
+    message_id = (
+        _id_prefix + "%x" % next(_id_counter)  # noqa: UP031  (new_message_id, inlined)
+        if message_id is None
+        else _message_id(message_id)
+    )
+    timestamp = now_iso() if timestamp is None else format_timestamp(timestamp)
+    if anonymous_id is None and context is None and integrations is None and uid is not None:
+        # The common call, as one dict display (0.05 µs less than the general path).
+        return {
+            "type": kind,
+            "messageId": message_id,
+            "timestamp": timestamp,
+            "userId": uid,
+            **fields,
+            "context": {"library": LIBRARY},
+        }
     aid = anonymous_id if anonymous_id is None else _id(anonymous_id, "anonymous_id")
     if uid is None and aid is None and kind != "alias":
         raise InvalidEventError(f"{kind}() needs a user_id or an anonymous_id (session_id)")
-    msg: dict[str, Any] = {
-        "type": kind,
-        "messageId": _id_prefix + "%x" % next(_id_counter)  # noqa: UP031  (new_message_id, inlined)
-        if message_id is None
-        else _message_id(message_id),
-        "timestamp": now_iso() if timestamp is None else format_timestamp(timestamp),
-    }
+    msg: dict[str, Any] = {"type": kind, "messageId": message_id, "timestamp": timestamp}
     if uid is not None:
         msg["userId"] = uid
     if aid is not None:
@@ -403,7 +413,7 @@ def encode(msg: dict[str, Any]) -> bytes:
         MessageTooLargeError: the encoding is over `MAX_MESSAGE_BYTES`.
     """
     try:
-        data: bytes = _dumps(msg, default=_default, option=_OPTION)
+        data: bytes = _dumps(msg, _default, _OPTION)
     except _orjson.JSONEncodeError:
         data = _encode_slow(msg)
     # orjson's result keeps the spare capacity of its ~4 KB write buffer: 100,000 queued
