@@ -14,8 +14,9 @@ Rules that users can rely on (also in the README):
   ``datetime`` (no tzinfo) is taken to be UTC, everywhere in the message; the first time a naive
   ``timestamp`` argument is seen, one warning is logged. A datetime whose tzinfo fails (or
   answers an offset of 24 hours or more) is refused, never passed to orjson as it is.
-- Values: orjson encodes str, int, float, bool, None, dict, list, tuple, datetime, date, time,
-  UUID, Enum and dataclasses natively. Decimal becomes a float, set and frozenset a list, bytes a
+- Values: orjson encodes str, int, float, bool, None, dict, list, tuple, UUID, Enum and
+  dataclasses natively; datetime, date and time come to `_default`, which checks their tzinfo
+  and has orjson write the checked value (same text as before). Decimal becomes a float, set and frozenset a list, bytes a
   UTF-8 string (base64 when not UTF-8). NaN and infinities become ``null``. Non-string dict keys
   are converted to strings. Anything else raises `UnserializableError` naming the argument.
 - A message whose JSON is larger than 32,000 bytes raises `MessageTooLargeError`.
