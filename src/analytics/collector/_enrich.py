@@ -2,10 +2,13 @@
 
 SPEC 5.3, 7 and 10:
   - ``receivedAt`` = now; ``messageId`` = a UUID4 when missing;
-  - ``originalTimestamp`` = the client's ``timestamp`` (or its ``originalTimestamp``);
+  - ``originalTimestamp`` = the client's own ``originalTimestamp`` when it sent one (a device
+    time: rudder-sdk-node sends it beside an explicit ``timestamp``, and RudderStack keeps both),
+    else the client's ``timestamp``;
   - ``sentAt`` = the message's own, else the batch's; ``timestamp`` = ``receivedAt - (sentAt -
-    originalTimestamp)`` when both are known (unless that leaves years 1-9999: then
-    ``originalTimestamp``), else ``originalTimestamp``, else ``receivedAt``;
+    originalTimestamp)`` when both are known (unless that leaves years 1-9999: then uncorrected),
+    else ``originalTimestamp``, else ``receivedAt``, where ``originalTimestamp`` means the
+    client's ``timestamp`` when it sent one;
   - batch ``context`` and ``integrations`` are shallow-merged into the message's, the message's
     keys winning; every other field is kept as sent, except ``writeKey``, which is removed so the
     database and ``analytics events`` never show a secret.
@@ -72,7 +75,8 @@ class Stamper:
             msg.pop("originalTimestamp", None)
             msg["timestamp"] = self.received_at
             return
-        msg["originalTimestamp"] = original_text
+        if msg.get("originalTimestamp") is None:  # a client's own was checked by _wire's rules
+            msg["originalTimestamp"] = original_text
         key = (original_text, own_sent)
         corrected = self._corrected.get(key)
         if corrected is None:

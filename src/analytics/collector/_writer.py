@@ -48,6 +48,11 @@ class GroupCommitWriter:
         )
         self.commits = 0
 
+    @property
+    def store(self) -> Store:
+        """The store this writer writes to (its read methods are safe from any thread)."""
+        return self._store
+
     def start(self) -> None:
         """Start the thread."""
         self._thread.start()
