@@ -180,7 +180,19 @@ class Debugger:
     def observe(
         self, parsed: Parsed, stored: int, body: bytes, single_type: str | None, key: str | None
     ) -> None:
-        """Note a request's refusals and duplicates (nothing to do for a clean request)."""
+        """Note a request's refusals and duplicates (nothing to do for a clean request).
+
+        Never raises: the request's events are committed already, and the page must never
+        turn a stored request into an error.
+        """
+        try:
+            self._observe(parsed, stored, body, single_type, key)
+        except Exception:
+            log.exception("the debugger could not note a request's refusals")
+
+    def _observe(
+        self, parsed: Parsed, stored: int, body: bytes, single_type: str | None, key: str | None
+    ) -> None:
         duplicates = len(parsed.rows) - stored
         if not parsed.refused:
             if duplicates:
@@ -207,7 +219,7 @@ class Debugger:
         self.ring.add(records, duplicates=duplicates)
 
     def rejected(self, error: RequestError) -> None:
-        """Note a request refused whole (bad JSON, unknown key, too large ...)."""
+        """Note a request refused whole (bad JSON, unknown key, too large ...); never raises."""
         record = {
             "at": _now(),
             "status": error.status,
@@ -218,7 +230,10 @@ class Debugger:
             "key": None,
             "message": None,
         }
-        self.ring.add([record])
+        try:
+            self.ring.add([record])
+        except Exception:
+            log.exception("the debugger could not note a refused request")
 
     # -- routes -----------------------------------------------------------------------------
 
