@@ -3,8 +3,8 @@
 The client checks a call's Python arguments against these rules and refuses a bad one at the
 call; the collector checks the JSON it receives against the same rules and refuses a bad message
 alone, inside a 200. Because both use this module, a message the client accepts is one the
-collector stores (a property test feeds the same calls to both). Pure code, no I/O; it is loaded
-by ``import analytics``, so it imports nothing heavy.
+collector stores (a property test feeds the same calls to both). Pure code, no I/O; the client
+loads it, so it imports nothing heavy (no aiohttp, no click, not even orjson).
 
 The rules (also in the README, "Message rules"):
 
