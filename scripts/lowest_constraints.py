@@ -13,7 +13,8 @@ import sys
 import tomllib
 from pathlib import Path
 
-RUNTIME_EXTRAS = ("collector", "cli", "all")
+#: The extra that holds development tools, not run-time dependencies.
+DEV_EXTRA = "dev"
 _FLOOR = re.compile(r"^([A-Za-z0-9_.-]+)\s*(?:\[[^\]]*\])?\s*>=\s*([0-9][0-9A-Za-z.]*)")
 
 
@@ -21,8 +22,9 @@ def floors(pyproject: Path) -> dict[str, str]:
     """Every run-time dependency's name and lowest declared version."""
     project = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
     requirements = list(project["dependencies"])
-    for extra in RUNTIME_EXTRAS:
-        requirements += project["optional-dependencies"][extra]
+    for extra, extra_requirements in project["optional-dependencies"].items():
+        if extra != DEV_EXTRA:
+            requirements += extra_requirements
     pins: dict[str, str] = {}
     for requirement in requirements:
         if requirement.startswith(f"{project['name']}["):

@@ -17,16 +17,27 @@ import pytest
 if TYPE_CHECKING:
     from analytics.collector import CollectorServer
 
+pytest_plugins = ["pgfixtures"]
+
 
 @pytest.fixture
-def collector_factory(tmp_path: Path) -> Iterator[Callable[..., CollectorServer]]:
+def collector_db(tmp_path: Path) -> Callable[[int], str | Path]:
+    """The database of the n-th server ``collector_factory`` starts (override per module)."""
+    return lambda n: tmp_path / f"collector-{n}.db"
+
+
+@pytest.fixture
+def collector_factory(
+    collector_db: Callable[[int], str | Path],
+) -> Iterator[Callable[..., CollectorServer]]:
     """Start collectors on demand; every one started here is stopped at teardown."""
     from analytics.collector import CollectorServer
 
     servers: list[CollectorServer] = []
 
     def start(**kwargs: Any) -> CollectorServer:
-        kwargs.setdefault("db", tmp_path / f"collector-{len(servers)}.db")
+        if "db" not in kwargs:
+            kwargs["db"] = collector_db(len(servers))
         kwargs.setdefault("host", "127.0.0.1")
         kwargs.setdefault("port", 0)
         server = CollectorServer(**kwargs)

@@ -11,6 +11,19 @@ from collector_http import KEY, basic, batch, post, request, track
 
 from analytics.collector import CollectorServer
 
+
+@pytest.fixture
+def collector_db(any_collector_db: Callable[[int], Any]) -> Callable[[int], Any]:
+    """Every test here runs over both stores: SQLite and PostgreSQL behave the same."""
+    return any_collector_db
+
+
+@pytest.fixture
+def request_(request: pytest.FixtureRequest) -> pytest.FixtureRequest:
+    """The test's own request (``request`` is taken by the HTTP helper's name)."""
+    return request
+
+
 SINGLE = [
     ("identify", "identify", {"userId": "u1", "traits": {"plan": "pro"}}),
     ("track", "track", {"userId": "u1", "event": "Played"}),
@@ -196,12 +209,16 @@ def test_empty_batch_is_200(collector: CollectorServer) -> None:
     assert collector.store.count() == 0
 
 
-def test_health_and_unknown_routes(collector: CollectorServer) -> None:
+def test_health_and_unknown_routes(
+    collector: CollectorServer, request_: pytest.FixtureRequest
+) -> None:
     post(collector.url, "/v1/batch", batch([track(1)]))
     health = request(collector.url, "GET", "/health")
     assert health.status == 200
     assert health.json["status"] == "ok"
     assert health.json["stored"] == 1
+    assert health.json["store"]["reachable"] is True
+    assert health.json["store"]["store"] == request_.node.callspec.params["any_collector_db"]
     missing = request(collector.url, "POST", "/v1/nothing", b"{}")
     assert missing.status == 404
     assert missing.json["success"] is False

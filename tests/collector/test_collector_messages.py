@@ -20,7 +20,6 @@ from analytics.collector._messages import (
     prepare,
     read_envelope,
 )
-from analytics.collector._schema import dedupe_key
 from analytics.collector._time import format_timestamp, parse_timestamp
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=timezone.utc)
@@ -227,8 +226,8 @@ def test_prepare_lists_refusals_by_index_and_builds_rows() -> None:
         (2, "missing_field"),
     ]
     (row,) = out.rows
-    message_id = orjson.loads(row[7])["messageId"]
-    assert row[:6] == (dedupe_key("k", message_id), "k", message_id, "identify", "u", None)
+    message_id = orjson.loads(row.body)["messageId"]
+    assert row[:6] == ("k", message_id, "identify", "u", None, None)
 
 
 def test_prepare_refuses_oversize_items_only() -> None:
@@ -251,7 +250,7 @@ def test_prepare_uses_per_message_write_keys_without_a_request_key() -> None:
         (2, "missing_write_key"),
     ]
     assert out.keyed == 1
-    assert out.rows[0][1] == "good"
+    assert out.rows[0].write_key == "good"
 
 
 @pytest.mark.parametrize(
@@ -320,7 +319,7 @@ def test_random_bodies_never_crash_and_every_item_is_accounted_for(
     out = run_prepare(env, key=None)
     assert len(out.rows) + len(out.refused) == len(env.items)
     for row in out.rows:
-        stored = orjson.loads(row[7])
+        stored = orjson.loads(row.body)
         assert stored["receivedAt"] == format_timestamp(NOW)
         assert stored["type"] in {"identify", "track", "page", "screen", "group", "alias"}
         assert "writeKey" not in stored

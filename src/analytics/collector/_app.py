@@ -4,8 +4,10 @@ Routes (SPEC 1.1): ``POST /v1/{identify,track,page,screen,group,alias}`` and the
 aliases ``/v1/{i,t,p,s,g,a}`` take one message (its type comes from the path);
 ``POST /v1/{batch,import,b}`` take ``{"batch": [...], ...}``; a trailing slash is accepted
 (analytics-java posts to ``/v1/import/``). ``POST /v1/m`` (analytics.js metrics) is answered 200
-and discarded. ``GET /health`` (and ``/v1/health``) answers ``{"status": "ok", "pid",
-...counters}``: the counters of the process that answered (``--workers`` runs several).
+and discarded. ``GET /health`` (and ``/v1/health``) answers ``{"status": "ok", "pid", "store":
+{"store": "sqlite" | "postgresql", "database", "reachable"}, ...counters}``: the counters of the
+process that answered (``--workers`` runs several); 503 with ``"status": "store_unreachable"``
+when the store cannot be reached (the database is named without its password).
 
 An ingest request goes: content type and encoding checks -> Basic auth key (a bad key is
 refused before the body is read) -> bounded, timed body read -> JSON -> envelope -> per-message
@@ -31,12 +33,13 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from analytics.collector._admin import AdminAccess
 from analytics.collector._auth import KeyPolicy, basic_auth_key
 from analytics.collector._body import encoding_of, read_body
 from analytics.collector._limits import Limits
 from analytics.collector._messages import Parsed, RequestError, parse_request
 from analytics.collector._stats import Stats
-from analytics.collector._store import Row, StoreError
+from analytics.collector._store import Message, StoreError
 from analytics.collector._writer import GroupCommitWriter
 
 __all__ = ["STATE", "AppState", "make_app"]
@@ -69,7 +72,8 @@ def _utcnow() -> datetime:
 
 @dataclass(slots=True)
 class AppState:
-    """What the handlers share: the writer, the key policy, limits, timeouts and counters."""
+    """What the handlers share: the writer, the key policy, limits, timeouts and counters;
+    ``admin`` decides who may open the admin pages (debugger, metrics)."""
 
     writer: GroupCommitWriter
     policy: KeyPolicy
@@ -77,6 +81,7 @@ class AppState:
     read_timeout: float
     stats: Stats = field(default_factory=Stats)
     clock: Callable[[], datetime] = _utcnow
+    admin: AdminAccess = field(default_factory=AdminAccess)
 
 
 STATE = web.AppKey("analytics_collector_state", AppState)
@@ -106,7 +111,7 @@ def _check_content_type(request: web.Request) -> None:
     )
 
 
-def _commit(state: AppState, rows: list[Row]) -> Awaitable[int]:
+def _commit(state: AppState, rows: list[Message]) -> Awaitable[int]:
     """Hand ``rows`` to the writer thread; the future resolves after their commit."""
     loop = asyncio.get_running_loop()
     future: asyncio.Future[int] = loop.create_future()
@@ -221,8 +226,13 @@ def _ingest_route(single_type: str | None) -> Handler:
 
 
 async def _health(request: web.Request) -> web.StreamResponse:
-    counters = request.app[STATE].stats.snapshot().as_dict()
-    return json_response(200, {"status": "ok", "success": True, "pid": os.getpid(), **counters})
+    state = request.app[STATE]
+    # The store's check may block (a PostgreSQL connection): off the event loop.
+    store = await asyncio.get_running_loop().run_in_executor(None, state.writer.store.health)
+    ok = bool(store["reachable"])
+    counters = state.stats.snapshot().as_dict()
+    body = {"status": "ok" if ok else "store_unreachable", "success": ok, "pid": os.getpid()}
+    return json_response(200 if ok else 503, {**body, "store": store, **counters})
 
 
 async def _metrics(request: web.Request) -> web.StreamResponse:

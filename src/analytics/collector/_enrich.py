@@ -1,4 +1,4 @@
-"""Enrichment of valid messages and their store rows (pure: ``now`` is an argument).
+"""Enrichment of valid messages (pure: ``now`` is an argument).
 
 SPEC 5.3, 7 and 10:
   - ``receivedAt`` = now; ``messageId`` = a UUID4 when missing;
@@ -16,16 +16,14 @@ share timestamps.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 from uuid import uuid4
 
-from analytics.collector._schema import Row
 from analytics.collector._time import format_timestamp, parse_timestamp
 from analytics.collector._validate import Envelope, InvalidMessage
 
-__all__ = ["Stamper", "build_row", "enrich"]
+__all__ = ["Stamper", "enrich"]
 
 
 def _parse(value: str, name: str) -> datetime:
@@ -98,27 +96,3 @@ def enrich(item: dict[str, Any], kind: str, env: Envelope, stamper: Stamper) -> 
         msg["integrations"] = _merged(env.integrations, msg.get("integrations"))
     stamper.stamp(msg)
     return msg
-
-
-def build_row(
-    msg: dict[str, Any], write_key: str, body: bytes, dedupe: Callable[[str], int]
-) -> Row:
-    """The store row of an enriched message whose compact JSON is ``body``.
-
-    ``dedupe`` maps the messageId to the row's dedupe key (``_schema.dedupe_keyer`` of
-    ``write_key``). Ids are stored as text (an integer id as its decimal form). Written out
-    without helper calls: this runs for every stored message.
-    """
-    kind = msg["type"]
-    message_id = msg["messageId"]
-    user = msg.get("userId")
-    return (
-        dedupe(message_id),
-        write_key,
-        message_id,
-        kind,
-        user if user is None or type(user) is str else str(user),
-        msg.get("event") if kind == "track" else None,
-        msg["receivedAt"],
-        body.decode(),
-    )

@@ -33,8 +33,11 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from itertools import chain
 
+from analytics.collector._validated import Message
+
 __all__ = [
     "SCHEMA_VERSION",
+    "RowMaker",
     "SchemaError",
     "dedupe_key",
     "dedupe_keyer",
@@ -102,6 +105,43 @@ def dedupe_keyer(write_key: str) -> Callable[[str], int]:
         return from_bytes(state.digest(), "big", signed=True)
 
     return key
+
+
+class RowMaker:
+    """Maps validated messages to rows, adding the dedupe key (one keyer per write key).
+
+    At most ``max_keys`` write keys' keyers are kept (a collector that accepts any key could
+    otherwise be made to keep one per key it ever saw); past that the cache starts over.
+    """
+
+    def __init__(self, max_keys: int = 256) -> None:
+        self._keyers: dict[str, Callable[[str], int]] = {}
+        self._max_keys = max_keys
+
+    def rows(self, messages: Sequence[Message]) -> list[Row]:
+        """The rows of ``messages``, in order. Written out inline: runs for every message."""
+        keyers = self._keyers
+        out: list[Row] = []
+        append = out.append
+        for m in messages:
+            keyer = keyers.get(m.write_key)
+            if keyer is None:
+                if len(keyers) >= self._max_keys:
+                    keyers.clear()
+                keyer = keyers[m.write_key] = dedupe_keyer(m.write_key)
+            append(
+                (
+                    keyer(m.message_id),
+                    m.write_key,
+                    m.message_id,
+                    m.type,
+                    m.user_id,
+                    m.event,
+                    m.received_at,
+                    m.body.decode(),
+                )
+            )
+        return out
 
 
 def _insert_sql(rows: int, cache: dict[int, str] = {}) -> str:  # noqa: B006 (a cache)

@@ -2,7 +2,7 @@
 
 The writer thread is the only caller of :meth:`Store.write`; the read methods may be called
 from any thread or process at the same time (SQLite in WAL mode lets readers run while the
-writer commits). Every SQL statement is parameterized.
+writer commits). Every SQL statement is parameterized. The PostgreSQL store is in :mod:`._pg`.
 
 Schema 2 (``PRAGMA user_version = 2``; details, the exact hash dedupe and the migration of
 schema 1 files in :mod:`._schema`)::
@@ -17,7 +17,7 @@ schema 1 files in :mod:`._schema`)::
 Duplicates by (write key, messageId) are not stored twice (exact: a hash collision between two
 different pairs is detected and both rows are kept), so a retried batch never creates a second
 row. WAL checkpoints run on a thread of their own, not inside the
-writer's commits (see :mod:`._checkpoint`). A later PostgreSQL store implements the same protocol.
+writer's commits (see :mod:`._checkpoint`).
 """
 
 from __future__ import annotations
@@ -34,10 +34,11 @@ from typing import Any, Protocol
 import orjson
 
 from analytics.collector._checkpoint import Checkpointer, checkpoint
-from analytics.collector._schema import Row, SchemaError, insert_rows, prepare_schema
+from analytics.collector._schema import Row, RowMaker, SchemaError, insert_rows, prepare_schema
 from analytics.collector._time import format_timestamp, parse_timestamp
+from analytics.collector._validated import Message
 
-__all__ = ["Row", "SQLiteStore", "Store", "StoreError"]
+__all__ = ["Message", "SQLiteStore", "Store", "StoreError", "StoreReads", "since_text"]
 
 log = logging.getLogger("analytics.collector")
 
@@ -51,8 +52,11 @@ class StoreError(Exception):
 class Store(Protocol):
     """What the collector needs from a store. ``write`` is called from one thread only."""
 
-    def write(self, batches: Sequence[Sequence[Row]]) -> list[int]:
-        """Insert every batch in one transaction; return the new rows per batch.
+    def write(self, batches: Sequence[Sequence[Message]]) -> list[int]:
+        """Store every batch in one transaction; return the new messages per batch.
+
+        Each store maps the store-neutral messages to its own rows; duplicates by (write key,
+        messageId), within the call or already stored, are not stored again.
 
         Raises:
             StoreError: the transaction was rolled back.
@@ -74,17 +78,98 @@ class Store(Protocol):
         """Number of stored messages."""
         ...
 
+    def health(self) -> dict[str, Any]:
+        """``{"store": kind, ..., "reachable": bool}`` for ``/health`` (may block briefly)."""
+        ...
+
     def close(self) -> None:
         """Release the write side; reads keep working."""
         ...
 
 
-def _since_text(since: datetime | str) -> str:
+def since_text(since: datetime | str) -> str:
+    """``since`` as the stores' UTC text form (...Z), parsed first when it is a string."""
     moment = parse_timestamp(since) if isinstance(since, str) else since
     return format_timestamp(moment)
 
 
-class SQLiteStore:
+class StoreReads:
+    """The read methods both stores share, over their own ``_query`` and placeholder.
+
+    Subclasses set ``_mark`` (the driver's parameter placeholder), ``_kind`` (``/health``'s
+    store name), ``_errors`` (what ``_query`` raises when the database cannot be read) and
+    implement ``_query``, ``_decode`` (a stored body to a dict) and ``_where`` (its name).
+    """
+
+    _mark = "?"
+    _kind = ""
+    _errors: tuple[type[Exception], ...] = ()
+
+    def _query(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        raise NotImplementedError
+
+    def _decode(self, body: Any) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _where(self) -> str:
+        raise NotImplementedError
+
+    def events(
+        self,
+        type: str | None = None,
+        user_id: str | None = None,
+        event: str | None = None,
+        since: datetime | str | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Stored messages, oldest first (newest last).
+
+        Args:
+            type: only messages of this type.
+            user_id: only messages with this ``userId``.
+            event: only track messages with this ``event``.
+            since: only messages received at or after this time (``receivedAt``).
+            limit: keep only the newest ``limit`` messages (still returned oldest first).
+        """
+        mark = self._mark
+        where: list[str] = []
+        params: list[Any] = []
+        for column, value in (("type", type), ("user_id", user_id), ("event", event)):
+            if value is not None:
+                where.append(f"{column} = {mark}")
+                params.append(value)
+        if since is not None:
+            where.append(f"received_at >= {mark}")
+            params.append(since_text(since))
+        sql = "SELECT body FROM events"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY seq DESC"
+        if limit is not None:
+            sql += f" LIMIT {mark}"
+            params.append(max(0, int(limit)))
+        rows = self._query(sql, params)
+        return [self._decode(body) for (body,) in reversed(rows)]
+
+    def count(self) -> int:
+        """Number of stored messages."""
+        return int(self._query("SELECT count(*) FROM events", ())[0][0])
+
+    def message_ids(self) -> list[str]:
+        """Every stored ``messageId``, oldest first."""
+        return [str(m) for (m,) in self._query("SELECT message_id FROM events ORDER BY seq", ())]
+
+    def health(self) -> dict[str, Any]:
+        """The store kind, the database (never a password), and whether it can be read now."""
+        try:
+            self._query("SELECT 1", ())
+            reachable = True
+        except self._errors:
+            reachable = False
+        return {"store": self._kind, "database": self._where(), "reachable": reachable}
+
+
+class SQLiteStore(StoreReads):
     """The embedded store: one SQLite file in WAL mode, ``synchronous=NORMAL``.
 
     Args:
@@ -121,6 +206,7 @@ class SQLiteStore:
         self._conn: sqlite3.Connection | None = None
         self._checkpointer: Checkpointer | None = None
         self._lock = threading.Lock()
+        self._rows = RowMaker()
         if readonly:
             if not self.path.exists():
                 raise FileNotFoundError(f"no collector database at {self.path}")
@@ -166,16 +252,20 @@ class SQLiteStore:
                 )
             return self._conn
 
-    def write(self, batches: Sequence[Sequence[Row]]) -> list[int]:
+    def write(self, batches: Sequence[Sequence[Message]]) -> list[int]:
         """Insert all batches in one transaction (one commit); return new rows per batch.
+
+        The rows (with their dedupe hash, :mod:`._schema`) are built before the shared write
+        lock is taken, so other processes' transactions do not wait for it.
 
         Raises:
             StoreError: any SQLite error; the transaction is rolled back.
         """
+        rows = [self._rows.rows(messages) for messages in batches]
         if self._write_lock is None:
-            return self._transaction(batches)
+            return self._transaction(rows)
         with self._write_lock:
-            return self._transaction(batches)
+            return self._transaction(rows)
 
     def _transaction(self, batches: Sequence[Sequence[Row]]) -> list[int]:
         try:
@@ -225,56 +315,22 @@ class SQLiteStore:
         uri = self.path.resolve().as_uri() + "?mode=ro"
         return sqlite3.connect(uri, uri=True, timeout=self.busy_timeout)
 
+    _kind = "sqlite"
+    _errors = (sqlite3.Error,)
+
+    def _decode(self, body: Any) -> dict[str, Any]:
+        decoded: dict[str, Any] = orjson.loads(body)
+        return decoded
+
+    def _where(self) -> str:
+        return str(self.path)
+
     def _query(self, sql: str, params: Sequence[Any]) -> list[Any]:
         conn = self._reader()
         try:
             return conn.execute(sql, params).fetchall()
         finally:
             conn.close()
-
-    def events(
-        self,
-        type: str | None = None,
-        user_id: str | None = None,
-        event: str | None = None,
-        since: datetime | str | None = None,
-        limit: int | None = None,
-    ) -> list[dict[str, Any]]:
-        """Stored messages exactly as stored, oldest first (newest last).
-
-        Args:
-            type: only messages of this type.
-            user_id: only messages with this ``userId``.
-            event: only track messages with this ``event``.
-            since: only messages received at or after this time (``receivedAt``).
-            limit: keep only the newest ``limit`` messages (still returned oldest first).
-        """
-        where: list[str] = []
-        params: list[Any] = []
-        for column, value in (("type", type), ("user_id", user_id), ("event", event)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
-        if since is not None:
-            where.append("received_at >= ?")
-            params.append(_since_text(since))
-        sql = "SELECT body FROM events"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY seq DESC"
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(max(0, int(limit)))
-        rows = self._query(sql, params)
-        return [orjson.loads(body) for (body,) in reversed(rows)]
-
-    def count(self) -> int:
-        """Number of stored messages."""
-        return int(self._query("SELECT count(*) FROM events", ())[0][0])
-
-    def message_ids(self) -> list[str]:
-        """Every stored ``messageId``, oldest first."""
-        return [mid for (mid,) in self._query("SELECT message_id FROM events ORDER BY seq", ())]
 
     def close(self) -> None:
         """Close the write connection (idempotent). Reads keep working afterwards."""
