@@ -4,12 +4,14 @@
 PostgreSQL test and by the fault tests that stop it. ``postgres_server`` (session): the URL the
 tests use; ``ANALYTICS_TEST_POSTGRES`` when set, else the cluster's. ``postgres_url()``
 (function): a URL whose ``search_path`` is a new, empty schema, so tests never see each
-other's tables. Without PostgreSQL the tests skip with one line saying why; under ``CI=true``
+other's tables (``cluster_schema_url()``: the same on the throw-away cluster, for tests that
+stop and start it). Without PostgreSQL the tests skip with one line saying why; under ``CI=true``
 they fail instead (CI must run them).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -65,24 +67,36 @@ def schema_url(server: str, schema: str) -> str:
     return f"{server}{joiner}options={quote(f'-csearch_path={schema}')}"
 
 
-@pytest.fixture
-def postgres_url(postgres_server: str) -> Iterator[Callable[[], str]]:
-    """Make URLs of new empty schemas; they are dropped after the test."""
+def _schemas(server: str) -> Iterator[Callable[[], str]]:
+    """Make URLs of new empty schemas on ``server``; drop them afterwards."""
     import psycopg
 
     made: list[str] = []
 
     def new() -> str:
         schema = f"t_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(postgres_server, autocommit=True) as conn:
+        with psycopg.connect(server, autocommit=True) as conn:
             conn.execute(f"CREATE SCHEMA {schema}")  # type: ignore[call-overload]
         made.append(schema)
-        return schema_url(postgres_server, schema)
+        return schema_url(server, schema)
 
     yield new
-    with psycopg.connect(postgres_server, autocommit=True) as conn:
+    with contextlib.suppress(psycopg.OperationalError), psycopg.connect(server) as conn:
+        conn.autocommit = True
         for schema in made:
             conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")  # type: ignore[call-overload]
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[Callable[[], str]]:
+    """Make URLs of new empty schemas on the test server; they are dropped after the test."""
+    yield from _schemas(postgres_server)
+
+
+@pytest.fixture
+def cluster_schema_url(postgres_cluster: Cluster) -> Iterator[Callable[[], str]]:
+    """Like ``postgres_url``, on the throw-away cluster (for tests that stop the server)."""
+    yield from _schemas(postgres_cluster.url)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
