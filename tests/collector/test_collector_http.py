@@ -78,10 +78,45 @@ def test_json_is_accepted_as_json_text_or_without_content_type(
     assert collector.store.count() == 1
 
 
-def test_other_content_types_get_415(collector: CollectorServer) -> None:
-    reply = post(collector.url, "/v1/batch", batch([]), headers={"Content-Type": "text/html"})
-    assert reply.status == 415
-    assert reply.json["code"] == "unsupported_media_type"
+@pytest.mark.parametrize(
+    "content_type", ["application/x-www-form-urlencoded", "text/html", "application/octet-stream"]
+)
+def test_json_is_read_whatever_its_content_type(
+    collector: CollectorServer, content_type: str
+) -> None:
+    # @rudderstack/rudder-sdk-node 3.x sends gzipped JSON labelled as a form.
+    headers = {"Content-Type": content_type}
+    reply = post(collector.url, "/v1/batch", batch([track(1)]), headers=headers, compress=True)
+    assert reply.status == 200, reply.body
+    assert collector.store.message_ids() == ["msg-1"]
+
+
+@pytest.mark.parametrize(
+    ("content_type", "status", "code"),
+    [
+        ("application/x-www-form-urlencoded", 415, "unsupported_media_type"),
+        ("application/json", 400, "invalid_json"),
+        (None, 400, "invalid_json"),
+    ],
+)
+def test_a_body_that_is_not_json(
+    collector: CollectorServer, content_type: str | None, status: int, code: str
+) -> None:
+    headers = {"Authorization": basic(KEY)}
+    if content_type:
+        headers["Content-Type"] = content_type
+    reply = request(collector.url, "POST", "/v1/batch", b"userId=u1&event=E", headers)
+    assert (reply.status, reply.json["code"]) == (status, code)
+    assert collector.store.count() == 0
+
+
+def test_a_wrong_key_is_401_before_content_checks(
+    collector_factory: Callable[..., CollectorServer],
+) -> None:
+    server = collector_factory(write_keys=["good"])
+    headers = {"Content-Type": "application/x-www-form-urlencoded", "Content-Encoding": "br"}
+    reply = post(server.url, "/v1/batch", b"not json", key="bad", headers=headers)
+    assert (reply.status, reply.json["code"]) == (401, "unknown_write_key")
 
 
 def test_gzip_and_deflate_bodies(collector: CollectorServer) -> None:

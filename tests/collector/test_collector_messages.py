@@ -72,13 +72,17 @@ def test_timestamp_without_sent_at_is_kept_as_original() -> None:
     assert msg["timestamp"] == "2024-05-01T12:00:00.000Z"
 
 
+def sent_at_envelope(sent: datetime) -> Envelope:
+    return read_envelope(
+        {"batch": [], "sentAt": format_timestamp(sent)}, single_type=None, limits=LIMITS
+    )
+
+
 def test_clock_skew_is_corrected_from_batch_sent_at() -> None:
     # The client clock is 10 minutes behind: it says it sent at 02:54:05.678 what happened
     # 5 seconds earlier; the corrected time is receivedAt - 5 s.
     sent = NOW - timedelta(minutes=10)
-    env = read_envelope(
-        {"batch": [], "sentAt": format_timestamp(sent)}, single_type=None, limits=LIMITS
-    )
+    env = sent_at_envelope(sent)
     item = {
         "type": "track",
         "userId": "u",
@@ -89,6 +93,21 @@ def test_clock_skew_is_corrected_from_batch_sent_at() -> None:
     assert msg["timestamp"] == format_timestamp(NOW - timedelta(seconds=5))
     assert msg["sentAt"] == format_timestamp(sent)
     assert msg["originalTimestamp"] == item["timestamp"]
+
+
+def test_client_original_timestamp_is_kept_beside_its_timestamp() -> None:
+    # rudder-sdk-node sends its device time as originalTimestamp beside an explicit timestamp;
+    # the device time is kept and the explicit timestamp is the one corrected for skew.
+    device = "2026-01-02T02:54:04.678Z"
+    item = {"type": "identify", "userId": "u", "timestamp": "2020-01-01T00:00:00.000Z"}
+    msg = norm({**item, "originalTimestamp": device}, sent_at_envelope(NOW - timedelta(minutes=10)))
+    assert msg["originalTimestamp"] == device
+    assert msg["timestamp"] == "2020-01-01T00:10:00.000Z"
+
+
+def test_a_kept_original_timestamp_must_be_iso_8601() -> None:
+    item = {"type": "identify", "userId": "u", "timestamp": "2020-01-01T00:00:00Z"}
+    assert refusal({**item, "originalTimestamp": "yesterday"}) == "invalid_timestamp"
 
 
 def test_message_sent_at_wins_over_batch_sent_at_and_offsets_are_understood() -> None:

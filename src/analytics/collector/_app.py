@@ -9,13 +9,20 @@ and discarded. ``GET /health`` (and ``/v1/health``) answers ``{"status": "ok", "
 process that answered (``--workers`` runs several); 503 with ``"status": "store_unreachable"``
 when the store cannot be reached (the database is named without its password).
 
-An ingest request goes: content type and encoding checks -> Basic auth key (a bad key is
-refused before the body is read) -> bounded, timed body read -> JSON -> envelope -> per-message
-validation and enrichment -> the writer thread's group commit -> ``200 {"success": true,
-"received": n, "stored": k, "duplicates": d, "refused": [{"index", "code", "reason"}...]}``.
+An ingest request goes: Basic auth key (a bad key is refused before anything else, so a wrong
+key is a 401 whatever the body) -> Content-Encoding check -> bounded, timed body read -> JSON ->
+envelope -> per-message validation and enrichment -> the writer thread's group commit -> ``200
+{"success": true, "received": n, "stored": k, "duplicates": d, "refused": [{"index", "code",
+"reason"}...]}``. Refused messages are also logged, rate-limited (:mod:`._refusals`).
+
+Any Content-Type is accepted when the (decoded) body is the JSON the route expects:
+@rudderstack/rudder-sdk-node 3.x gzips its JSON and its HTTP library then labels it
+``application/x-www-form-urlencoded``, and RudderStack's gateway reads it. A body that is not
+JSON is a 415 when its Content-Type did not claim JSON, else a 400.
 
 Errors are ``{"success": false, "code", "message", "error"}`` with status 400 (bad body or
-limits), 401 (write key), 404/405 (route), 408 (body too slow), 415 (content type or encoding),
+limits), 401 (write key), 404/405 (route), 408 (body too slow), 415 (a body that is neither
+JSON nor labelled JSON, or an unknown Content-Encoding),
 503 + ``Retry-After`` (the store could not commit; nothing of the request was kept).
 """
 
@@ -38,6 +45,7 @@ from analytics.collector._auth import KeyPolicy, basic_auth_key
 from analytics.collector._body import encoding_of, read_body
 from analytics.collector._limits import Limits
 from analytics.collector._messages import Parsed, RequestError, parse_request
+from analytics.collector._refusals import RefusalLog
 from analytics.collector._stats import Stats
 from analytics.collector._store import Message, StoreError
 from analytics.collector._writer import GroupCommitWriter
@@ -80,6 +88,7 @@ class AppState:
     limits: Limits
     read_timeout: float
     stats: Stats = field(default_factory=Stats)
+    refusals: RefusalLog = field(default_factory=RefusalLog)
     clock: Callable[[], datetime] = _utcnow
     admin: AdminAccess = field(default_factory=AdminAccess)
 
@@ -100,14 +109,15 @@ def error_response(status: int, code: str, message: str, **headers: str) -> web.
     return json_response(status, body, **headers)
 
 
-def _check_content_type(request: web.Request) -> None:
-    if "Content-Type" not in request.headers:
-        return
+def _not_json(request: web.Request, exc: RequestError) -> RequestError:
+    """A body that is not JSON: 415 when its Content-Type did not claim JSON, else ``exc``."""
     mime = request.content_type
-    if mime in _JSON_TYPES or mime.endswith("+json"):
-        return
-    raise RequestError(
-        415, "unsupported_media_type", "Content-Type must be application/json or text/plain"
+    if "Content-Type" not in request.headers or mime in _JSON_TYPES or mime.endswith("+json"):
+        return exc
+    return RequestError(
+        415,
+        "unsupported_media_type",
+        f"body is not JSON (Content-Type: {mime}); any Content-Type is accepted for a JSON body",
     )
 
 
@@ -138,12 +148,31 @@ def _commit(state: AppState, rows: list[Message]) -> Awaitable[int]:
     return future
 
 
+def _parse(
+    request: web.Request, state: AppState, body: bytes, single_type: str | None, key: str | None
+) -> Parsed:
+    try:
+        parsed = parse_request(
+            body,
+            single_type=single_type,
+            header_key=key,
+            now=state.clock(),
+            policy=state.policy,
+            limits=state.limits,
+        )
+    except RequestError as exc:
+        if exc.code in ("invalid_json", "invalid_utf8"):
+            raise _not_json(request, exc) from None
+        raise
+    state.refusals.note(request.path, parsed.refused)
+    return parsed
+
+
 async def _ingest(request: web.Request, state: AppState, single_type: str | None) -> web.Response:
-    _check_content_type(request)
-    encoding = encoding_of(request.headers.get("Content-Encoding"))
     header_key = basic_auth_key(request.headers.get("Authorization"))
     if header_key is not None:
         state.policy.require(header_key)
+    encoding = encoding_of(request.headers.get("Content-Encoding"))
     batch = single_type is None
     body = await read_body(
         request.content,
@@ -153,14 +182,7 @@ async def _ingest(request: web.Request, state: AppState, single_type: str | None
         wire_cap=state.limits.wire_limit(batch=batch),
         timeout=state.read_timeout,
     )
-    parsed = parse_request(
-        body,
-        single_type=single_type,
-        header_key=header_key,
-        now=state.clock(),
-        policy=state.policy,
-        limits=state.limits,
-    )
+    parsed = _parse(request, state, body, single_type, header_key)
     stored = await _commit(state, parsed.rows) if parsed.rows else 0
     return _accepted(state, parsed, stored)
 

@@ -2,9 +2,12 @@
 
 SPEC 5.3, 7 and 10:
   - ``receivedAt`` = now; ``messageId`` = a UUID4 when missing;
-  - ``originalTimestamp`` = the client's ``timestamp`` (or its ``originalTimestamp``);
+  - ``originalTimestamp`` = the client's own ``originalTimestamp`` when it sent one (a device
+    time: rudder-sdk-node sends it beside an explicit ``timestamp``, and RudderStack keeps both),
+    else the client's ``timestamp``;
   - ``sentAt`` = the message's own, else the batch's; ``timestamp`` = ``receivedAt - (sentAt -
-    originalTimestamp)`` when both are known, else ``originalTimestamp``, else ``receivedAt``;
+    originalTimestamp)`` when both are known, else ``originalTimestamp``, else ``receivedAt``,
+    where ``originalTimestamp`` means the client's ``timestamp`` when it sent one;
   - batch ``context`` and ``integrations`` are shallow-merged into the message's, the message's
     keys winning; every other field is kept as sent, except ``writeKey``, which is removed so the
     database and ``analytics events`` never show a secret.
@@ -71,7 +74,11 @@ class Stamper:
             msg.pop("originalTimestamp", None)
             msg["timestamp"] = self.received_at
             return
-        msg["originalTimestamp"] = original_text
+        own_original = msg.get("originalTimestamp")
+        if own_original is None:
+            msg["originalTimestamp"] = original_text
+        elif own_original is not original_text:
+            _parse(own_original, "originalTimestamp")
         key = (original_text, own_sent)
         corrected = self._corrected.get(key)
         if corrected is None:
