@@ -20,6 +20,7 @@ from typing import Any
 import click
 
 import analytics
+from analytics.cli._escape import echo
 from analytics.cli._options import EXIT_NOT_DELIVERED, timeout_option
 from analytics.cli._table import event_rows, print_table
 from analytics.collector import CollectorServer, StoreError
@@ -113,7 +114,7 @@ def _missing(sent: Sent, stored: list[dict[str, Any]]) -> list[str]:
 
 def say(text: str) -> None:
     """A progress note on standard error (stdout keeps the table)."""
-    click.echo(f"· {text}", err=True)
+    echo(f"· {text}", err=True)
 
 
 @contextlib.contextmanager
@@ -161,12 +162,10 @@ def demo_command(db: str | None, timeout: float) -> None:
         " sent is kept as originalTimestamp: see it with --json)"
     )
     click.echo("")
-    click.echo(f"Database: {path}")
-    click.echo(f"Look at it with:  analytics events --db {_quote(path)}")
+    echo(f"Database: {path}")
+    echo(f"Look at it with:  analytics events --db {_quote(path)}")
     if missing:
-        click.echo(
-            f"error: {len(missing)} of {len(sent)} events did not arrive: {missing}", err=True
-        )
+        echo(f"error: {len(missing)} of {len(sent)} events did not arrive: {missing}", err=True)
         click.get_current_context().exit(EXIT_NOT_DELIVERED)
     click.echo(f"All {len(sent)} events arrived.")
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sqlite3
 import sys
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -21,10 +22,12 @@ from typing import Any
 import click
 import orjson
 
+from analytics.cli._escape import echo
 from analytics.collector._admin import AdminAccess
 from analytics.collector._db import is_url, open_store, redact
 from analytics.collector._messages import MESSAGE_TYPES
 from analytics.collector._run import LOG_FORMAT, run
+from analytics.collector._schema import SchemaError
 from analytics.collector._server import CollectorServer
 from analytics.collector._store import StoreError
 from analytics.collector._time import parse_timestamp
@@ -46,11 +49,13 @@ def parse_since(value: str, now: datetime | None = None) -> datetime:
         ValueError: neither form.
     """
     match = _RELATIVE.match(value)
-    if match:
-        seconds = float(match.group(1)) * _UNITS[match.group(2)]
-        return (now or datetime.now(timezone.utc)) - timedelta(seconds=seconds)
     try:
-        return parse_timestamp(value.strip())
+        if match:
+            seconds = float(match.group(1)) * _UNITS[match.group(2)]
+            return (now or datetime.now(timezone.utc)) - timedelta(seconds=seconds)
+        return parse_timestamp(value.strip()).astimezone(timezone.utc)
+    except OverflowError:
+        raise ValueError(f"{value!r} is out of the range of dates") from None
     except ValueError:
         raise ValueError(
             f"{value!r} is neither an ISO-8601 time nor a duration like 10m, 2h, 1d"
@@ -73,7 +78,7 @@ def default_workers() -> int:
 
 
 def _announce(server: CollectorServer) -> None:
-    click.echo(f"Listening on {server.url} (database: {server.store!r}); Ctrl-C stops.")
+    echo(f"Listening on {server.url} (database: {server.store!r}); Ctrl-C stops.")
 
 
 def _db_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -176,7 +181,7 @@ def serve_command(
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    except StoreError as exc:  # PostgreSQL unreachable or a newer schema (already redacted)
+    except StoreError as exc:  # unusable database, one line (a URL's password is redacted)
         raise click.ClickException(f"cannot use the database: {exc}") from None
     except OSError as exc:
         raise click.ClickException(f"cannot serve on {host}:{port}: {exc}") from None
@@ -203,7 +208,7 @@ def _what(msg: dict[str, Any]) -> str:
 
 
 def format_line(msg: dict[str, Any]) -> str:
-    """One human-readable line for a stored message."""
+    """One human-readable line for a stored message (printed through ``printable``)."""
     return "  ".join(
         (
             str(msg.get("receivedAt", "")),
@@ -221,7 +226,11 @@ def format_line(msg: dict[str, Any]) -> str:
 @click.option("--user-id", help="Only messages with this userId.")
 @click.option("--event", help="Only track messages with this event name.")
 @click.option("--since", help="Received at or after: ISO-8601 time or a duration (10m, 2h, 1d).")
-@click.option("--limit", type=click.IntRange(0), help="Only the newest N (still newest last).")
+@click.option(
+    "--limit",
+    type=click.IntRange(0, 2**63 - 1, clamp=True),
+    help="Only the newest N (still newest last).",
+)
 @click.option("--json", "as_json", is_flag=True, help="One stored message per line, as JSON.")
 def events_command(
     db: str,
@@ -237,16 +246,22 @@ def events_command(
         since_time = parse_since(since) if since is not None else None
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--since") from None
+    name = _db_name(db)
     try:
         store = open_store(db, readonly=True)
-        messages = store.events(
-            type=type_, user_id=user_id, event=event, since=since_time, limit=limit
-        )
     except (FileNotFoundError, StoreError) as exc:
-        name = _db_name(db)
         hint = str(exc) if isinstance(exc, StoreError) else f"no collector database at {name}"
         raise click.ClickException(
             f"{hint} (start one with: analytics serve --db {name})"
         ) from None
-    for msg in messages:
-        click.echo(orjson.dumps(msg).decode() if as_json else format_line(msg))
+    try:
+        messages = store.iter_events(
+            type=type_, user_id=user_id, event=event, since=since_time, limit=limit
+        )
+        for msg in messages:
+            if as_json:
+                click.echo(orjson.dumps(msg).decode())
+            else:
+                echo(format_line(msg))
+    except (SchemaError, StoreError, sqlite3.Error) as exc:
+        raise click.ClickException(f"cannot read {name}: {exc}") from None

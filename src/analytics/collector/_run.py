@@ -32,6 +32,7 @@ import multiprocessing
 import os
 import signal
 import socket
+import sqlite3
 import sys
 import threading
 import time
@@ -46,8 +47,9 @@ from typing import Any
 
 from analytics.collector._auth import KeyPolicy, check_bind
 from analytics.collector._db import check_retention, is_url, open_store
+from analytics.collector._schema import SchemaError
 from analytics.collector._server import CollectorServer
-from analytics.collector._store import Store
+from analytics.collector._store import Store, StoreError
 
 if sys.platform != "win32":
     import fcntl
@@ -149,11 +151,22 @@ def _open(
 
     PostgreSQL needs no lock: each process has its own connection and the database's own
     unique key deduplicates. Retention runs in the first process only.
+
+    Raises:
+        StoreError: one line saying why a SQLite file cannot be used (a missing directory, a
+            file that is not ours or not SQLite, a full disk ...).
     """
     if is_url(db):
         return None, open_store(db, retention_days=retention_days)
-    lock = ProcessLock(db) if workers else None
-    return lock, open_store(db, write_lock=lock, retention_days=retention_days)
+    lock = None
+    try:
+        lock = ProcessLock(db) if workers else None
+        return lock, open_store(db, write_lock=lock, retention_days=retention_days)
+    except (OSError, sqlite3.Error, SchemaError) as exc:
+        if lock is not None:
+            lock.close()
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise StoreError(f"{os.fspath(db)}: {reason}") from None
 
 
 class Workers:
@@ -305,7 +318,8 @@ def run(
 
     Raises:
         ValueError: bad options (``workers`` below 1, or above 1 off Linux).
-        StoreError: the database cannot be opened (PostgreSQL unreachable, newer schema).
+        StoreError: the database cannot be opened or created (PostgreSQL unreachable, a
+            newer schema, a file that is not ours, a missing directory, a full disk).
         OSError: the address is in use (checked before sharing it with ``SO_REUSEPORT``).
         RuntimeError: a worker process could not start.
     """

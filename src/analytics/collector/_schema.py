@@ -39,6 +39,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "RowMaker",
     "SchemaError",
+    "check_schema",
     "dedupe_key",
     "dedupe_keyer",
     "insert_rows",
@@ -72,6 +73,7 @@ _MIGRATE_INSERT = (
     " (seq, dedupe, write_key, message_id, type, user_id, event, received_at, body)"
     " VALUES (?,?,?,?,?,?,?,?,?)"
 )
+_TABLES = "SELECT name FROM sqlite_master WHERE type = 'table'"
 _HOLDERS = "SELECT dedupe, write_key, message_id FROM events WHERE dedupe IN "
 _PLACEHOLDERS = "(?,?,?,?,?,?,?,?)"
 # Rows per INSERT statement: 1,024 rows x 8 columns stays under SQLite's 32,766 variables.
@@ -81,7 +83,7 @@ _INT64 = 1 << 64
 
 
 class SchemaError(ValueError):
-    """The file was written by an unknown (newer) collector schema."""
+    """The file is not a collector database this version can use (newer schema, not ours)."""
 
 
 def dedupe_key(write_key: str, message_id: str) -> int:
@@ -200,18 +202,42 @@ def _insert_probing(conn: sqlite3.Connection, row: Row) -> int:
     raise sqlite3.DatabaseError(f"no free dedupe key within {_MAX_PROBES} probes")
 
 
-def prepare_schema(conn: sqlite3.Connection) -> None:
-    """Create the schema in a new file, migrate a schema 1 file, refuse an unknown one.
+def check_schema(conn: sqlite3.Connection) -> int:
+    """The file's collector schema version (0: an empty file), refusing what is not ours.
+
+    A SQLite file with tables but no collector schema belongs to something else: writing our
+    table into it (or reading it as events) would mix two applications' data.
 
     Raises:
-        SchemaError: the file has a newer schema than this collector knows.
+        SchemaError: not a SQLite file, a newer schema, or another application's database.
     """
-    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    try:
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        tables = {name for (name,) in conn.execute(_TABLES)}
+    except sqlite3.DatabaseError as exc:
+        if type(exc) is not sqlite3.DatabaseError:  # locked, I/O ...: not a schema problem
+            raise
+        raise SchemaError(f"not a SQLite database ({exc})") from None
     if version > SCHEMA_VERSION:
         raise SchemaError(
             f"the database has collector schema {version}; this version knows up to "
             f"{SCHEMA_VERSION} (upgrade analytics)"
         )
+    if (version == 0 and tables) or (version > 0 and "events" not in tables):
+        raise SchemaError(
+            "not an analytics collector database (a SQLite file with other tables): "
+            "give a new or empty file"
+        )
+    return version
+
+
+def prepare_schema(conn: sqlite3.Connection) -> None:
+    """Create the schema in a new file, migrate a schema 1 file, refuse any other file.
+
+    Raises:
+        SchemaError: see :func:`check_schema`.
+    """
+    version = check_schema(conn)
     if version == 1:
         _migrate_v1(conn)
         return

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
@@ -34,13 +34,21 @@ from typing import Any, Protocol
 import orjson
 
 from analytics.collector._checkpoint import Checkpointer, checkpoint
-from analytics.collector._schema import Row, RowMaker, SchemaError, insert_rows, prepare_schema
+from analytics.collector._schema import (
+    Row,
+    RowMaker,
+    SchemaError,
+    check_schema,
+    insert_rows,
+    prepare_schema,
+)
 from analytics.collector._time import format_timestamp, parse_timestamp
 from analytics.collector._validated import Message
 
 __all__ = ["Message", "SQLiteStore", "Store", "StoreError", "StoreReads", "since_text"]
 
 log = logging.getLogger("analytics.collector")
+_MAX_LIMIT = 2**63 - 1  # SQLite's largest integer; a larger limit means "all"
 
 # The physical schema, its dedupe and the migration of old files are in ._schema.
 
@@ -74,6 +82,17 @@ class Store(Protocol):
         """Stored messages, oldest first (see :meth:`SQLiteStore.events`)."""
         ...
 
+    def iter_events(
+        self,
+        type: str | None = None,
+        user_id: str | None = None,
+        event: str | None = None,
+        since: datetime | str | None = None,
+        limit: int | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """:meth:`events` one message at a time (``analytics events`` streams them)."""
+        ...
+
     def count(self) -> int:
         """Number of stored messages."""
         ...
@@ -85,6 +104,20 @@ class Store(Protocol):
     def close(self) -> None:
         """Release the write side; reads keep working."""
         ...
+
+
+def _configure(conn: sqlite3.Connection) -> None:
+    """The writer connection's settings."""
+    # 16 KiB pages (only effective when the file is created) and a 64 MiB cache
+    # make inserts into the dedupe index about a quarter faster (measured).
+    conn.execute("PRAGMA page_size=16384")
+    conn.execute("PRAGMA cache_size=-65536")
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    # Checkpoints run on their own thread, not inside our COMMITs (._checkpoint).
+    conn.execute("PRAGMA wal_autocheckpoint=0")
+    # A rewound WAL is truncated back to 64 MiB (disk use after a burst).
+    conn.execute("PRAGMA journal_size_limit=67108864")
 
 
 def since_text(since: datetime | str) -> str:
@@ -131,6 +164,18 @@ class StoreReads:
             since: only messages received at or after this time (``receivedAt``).
             limit: keep only the newest ``limit`` messages (still returned oldest first).
         """
+        return list(self.iter_events(type, user_id, event, since, limit))
+
+    def iter_events(
+        self,
+        type: str | None = None,
+        user_id: str | None = None,
+        event: str | None = None,
+        since: datetime | str | None = None,
+        limit: int | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """:meth:`events`, one message at a time: memory stays flat however many match
+        (``analytics events`` without ``--limit`` on a large database)."""
         mark = self._mark
         where: list[str] = []
         params: list[Any] = []
@@ -141,15 +186,19 @@ class StoreReads:
         if since is not None:
             where.append(f"received_at >= {mark}")
             params.append(since_text(since))
-        sql = "SELECT body FROM events"
+        sql = "SELECT seq, body FROM events"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY seq DESC"
         if limit is not None:
-            sql += f" LIMIT {mark}"
-            params.append(max(0, int(limit)))
-        rows = self._query(sql, params)
-        return [self._decode(body) for (body,) in reversed(rows)]
+            # Only constant column names are in ``sql``; every value is a parameter.
+            sql = f"SELECT seq, body FROM ({sql} ORDER BY seq DESC LIMIT {mark}) AS newest"  # noqa: S608
+            params.append(max(0, min(int(limit), _MAX_LIMIT)))
+        for _seq, body in self._stream(sql + " ORDER BY seq", params):
+            yield self._decode(body)
+
+    def _stream(self, sql: str, params: Sequence[Any]) -> Iterator[Any]:
+        """The rows of ``sql``; a store that can fetch them lazily overrides this."""
+        yield from self._query(sql, params)
 
     def count(self) -> int:
         """Number of stored messages."""
@@ -228,17 +277,9 @@ class SQLiteStore(StoreReads):
                     check_same_thread=False,
                     cached_statements=256,
                 )
-                # 16 KiB pages (only effective when the file is created) and a 64 MiB cache
-                # make inserts into the dedupe index about a quarter faster (measured).
-                conn.execute("PRAGMA page_size=16384")
-                conn.execute("PRAGMA cache_size=-65536")
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=NORMAL")
-                # Checkpoints run on their own thread, not inside our COMMITs (._checkpoint).
-                conn.execute("PRAGMA wal_autocheckpoint=0")
-                # A rewound WAL is truncated back to 64 MiB (disk use after a burst).
-                conn.execute("PRAGMA journal_size_limit=67108864")
                 try:
+                    check_schema(conn)  # before any PRAGMA changes a file that is not ours
+                    _configure(conn)
                     prepare_schema(conn)
                 except (SchemaError, sqlite3.Error):
                     conn.close()
@@ -329,6 +370,17 @@ class SQLiteStore(StoreReads):
         conn = self._reader()
         try:
             return conn.execute(sql, params).fetchall()
+        finally:
+            conn.close()
+
+    def _stream(self, sql: str, params: Sequence[Any]) -> Iterator[Any]:
+        """Rows one at a time from the cursor; an empty file has none, a file that is not
+        ours is refused (:class:`SchemaError`)."""
+        conn = self._reader()
+        try:
+            if check_schema(conn) == 0:
+                return
+            yield from conn.execute(sql, params)
         finally:
             conn.close()
 
