@@ -1,13 +1,18 @@
 """The PostgreSQL store: any number of collectors, on any number of hosts, share one database.
 
-Write path (the writer thread's group commit, one transaction a call): the messages of every
-batch are ``COPY``-ed (psycopg 3, text format) into a temporary staging table, then one
-statement keeps the first copy of each (write key, messageId) of the call, inserts its key into
-``event_keys`` with ``ON CONFLICT DO NOTHING`` and inserts the events whose key was new into
+Write path (the writer thread's group commit, one transaction a call): the keys (write key,
+messageId) of the first copy of each message of the call go into ``event_keys`` in one
+``INSERT ... SELECT FROM unnest(arrays) ON CONFLICT DO NOTHING RETURNING``; the events whose
+key came back (all of them, but for duplicates) are ``COPY``-ed (psycopg 3, text format) into
 the day-partitioned ``events`` (schema in :mod:`._pg_schema`). The primary key of
 ``event_keys`` is what deduplicates, so two collectors committing the same messageIds at the
 same moment store each once: the second waits for the first's commit and then skips it. Keys
 are inserted in sorted order, so two such transactions never deadlock on each other's keys.
+
+Why not COPY into a staging table and one ``INSERT ... SELECT`` from it: measured with the
+benchmark's 500-event batches, that path cost PostgreSQL 21.5 µs of CPU an event (the rows
+are parsed, stored, sorted and copied twice) and reached 0.32x of the COPY floor; this one
+copies each event once.
 
 Failures: any driver error rolls the transaction back and becomes a :class:`StoreError` (the
 collector answers 503 + ``Retry-After``); a broken connection is dropped and the next write
@@ -23,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
@@ -49,35 +54,14 @@ __all__ = ["PostgresStore", "SchemaTooNew"]
 log = logging.getLogger("analytics.collector")
 
 
-_STAGING = """CREATE TEMPORARY TABLE IF NOT EXISTS staging (
-    batch integer NOT NULL, ord integer NOT NULL,
-    write_key text COLLATE "C" NOT NULL, message_id text COLLATE "C" NOT NULL,
-    type text NOT NULL, user_id text, anonymous_id text, event text,
-    timestamp timestamptz NOT NULL, received_at timestamptz NOT NULL, body text NOT NULL
-) ON COMMIT DELETE ROWS"""
+_INSERT_KEYS = """INSERT INTO event_keys (write_key, message_id, received_at)
+SELECT * FROM unnest(%s::text[], %s::text[], %s::timestamptz[])
+ON CONFLICT DO NOTHING
+RETURNING write_key, message_id"""
 _COPY = (
-    "COPY staging (batch, ord, write_key, message_id, type, user_id, anonymous_id, event,"
-    " timestamp, received_at, body) FROM STDIN"
+    "COPY events (write_key, message_id, type, user_id, anonymous_id, event, timestamp,"
+    " received_at, body) FROM STDIN"
 )
-_MERGE = """
-WITH firsts AS (
-    SELECT DISTINCT ON (write_key, message_id) * FROM staging
-    ORDER BY write_key, message_id, batch, ord
-), fresh AS (
-    INSERT INTO event_keys (write_key, message_id, received_at)
-    SELECT write_key, message_id, received_at FROM firsts ORDER BY write_key, message_id
-    ON CONFLICT DO NOTHING
-    RETURNING write_key, message_id
-), chosen AS (
-    SELECT f.* FROM firsts f JOIN fresh USING (write_key, message_id)
-), stored AS (
-    INSERT INTO events (write_key, message_id, type, user_id, anonymous_id, event,
-                        timestamp, received_at, body)
-    SELECT write_key, message_id, type, user_id, anonymous_id, event,
-           timestamp, received_at, body::jsonb
-    FROM chosen ORDER BY batch, ord
-)
-SELECT batch, count(*) FROM chosen GROUP BY batch"""
 #: Seconds between two retention passes of a long-running collector.
 RETENTION_INTERVAL = 3600.0
 
@@ -112,6 +96,21 @@ def _clean(value: Any) -> Any:
     if isinstance(value, dict):
         return {_no_nul(k): _clean(v) for k, v in value.items()}
     return value
+
+
+def _first_copies(
+    batches: Sequence[Sequence[Message]],
+) -> dict[tuple[str, str], tuple[int, Message]]:
+    """(write key, messageId) -> (batch number, message) of its first copy, in arrival order.
+
+    A key repeated within one call is stored once (its first copy), as across calls.
+    """
+    firsts: dict[tuple[str, str], tuple[int, Message]] = {}
+    for number, messages in enumerate(batches):
+        for msg in messages:
+            m = _nul_free(msg) if b"\\u0000" in msg.body else msg
+            firsts.setdefault((m.write_key, m.message_id), (number, m))
+    return firsts
 
 
 class PostgresStore(StoreReads):
@@ -200,13 +199,7 @@ class PostgresStore(StoreReads):
         if self._readonly:
             raise StoreError("the store was opened read-only")
         self._drop_writer()
-        conn = self._connect()
-        try:
-            conn.execute(_STAGING)
-        except psycopg.Error as exc:
-            conn.close()
-            raise StoreError(self._describe(exc)) from None
-        self._conn = conn
+        self._conn = conn = self._connect()
         return conn
 
     def _drop_writer(self) -> None:
@@ -223,28 +216,37 @@ class PostgresStore(StoreReads):
             StoreError: the transaction was rolled back (or its outcome is unknown).
         """
         counts = [0] * len(batches)
-        if not any(batches):
+        firsts = _first_copies(batches)
+        if not firsts:
             return counts
+        keys = sorted(firsts)  # every transaction takes its key locks in one order
         try:
             conn = self._writer()
-            self._ensure_partitions(conn, batches)
+            self._ensure_partitions(conn, firsts.values())
             with conn.transaction():
+                fresh = conn.execute(
+                    _INSERT_KEYS,
+                    (
+                        [k[0] for k in keys],
+                        [k[1] for k in keys],
+                        [firsts[k][1].received_at for k in keys],
+                    ),
+                ).fetchall()
+                new = set(map(tuple, fresh)) if len(fresh) < len(keys) else firsts.keys()
                 with conn.cursor().copy(_COPY) as copy:
-                    for number, messages in enumerate(batches):
-                        for ord_, msg in enumerate(messages):
-                            m = _nul_free(msg) if b"\\u0000" in msg.body else msg
-                            copy.write_row((number, ord_, *m[:-1], m.body.decode()))
-                for number, count in conn.execute(_MERGE):
-                    counts[number] = int(count)
+                    for key, (number, m) in firsts.items():  # arrival order
+                        if key in new:
+                            copy.write_row((*m[:-1], m.body.decode()))
+                            counts[number] += 1
         except psycopg.Error as exc:
             if self._conn is not None and (self._conn.broken or self._conn.closed):
                 self._drop_writer()
             raise StoreError(self._describe(exc)) from None
         return counts
 
-    def _ensure_partitions(self, conn: Conn, batches: Sequence[Sequence[Message]]) -> None:
+    def _ensure_partitions(self, conn: Conn, firsts: Iterable[tuple[int, Message]]) -> None:
         """Create the day partitions these messages need that this process has not seen."""
-        days = {m.received_at[:10] for messages in batches for m in messages} - self._days
+        days = {m.received_at[:10] for _, m in firsts} - self._days
         if days:
             ensure_days(conn, {date.fromisoformat(day) for day in days})
             self._days |= days
