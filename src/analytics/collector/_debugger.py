@@ -264,7 +264,7 @@ class Debugger:
         while True:
             try:
                 message = await asyncio.wait_for(viewer.queue.get(), KEEPALIVE)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 await response.write(b": keepalive\n\n")
                 continue
             if message is None:

@@ -38,6 +38,7 @@ from analytics.collector._auth import KeyPolicy, check_bind
 from analytics.collector._db import open_store
 from analytics.collector._debugger import Debugger
 from analytics.collector._limits import DEFAULT_LIMITS, Limits
+from analytics.collector._metrics import CollectorMetrics
 from analytics.collector._refusal_ring import RefusalRing
 from analytics.collector._stats import Counters, Stats
 from analytics.collector._store import Store
@@ -126,7 +127,8 @@ class CollectorServer:
         self._reuse_port = reuse_port
         self._gc_tuned = False
         self.stats = Stats()
-        self._writer = GroupCommitWriter(self._store)
+        self.metrics = CollectorMetrics()
+        self._writer = GroupCommitWriter(self._store, on_commit=self.metrics.committed)
         self.debugger = Debugger(self._store, debug_ring or RefusalRing(), self._admin)
         self._lock = threading.Lock()
         self._phase = "new"
@@ -135,7 +137,7 @@ class CollectorServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._sock: socket.socket | None = None
-        self._summary_task: asyncio.Task[None] | None = None
+        self._background: list[asyncio.Task[None]] = []  # summaries, metrics sampling
         self._thread = threading.Thread(target=self._main, name="analytics-collector", daemon=True)
 
     # -- properties -------------------------------------------------------------------------
@@ -231,6 +233,7 @@ class CollectorServer:
             stats=self.stats,
             admin=self._admin,
             debugger=self.debugger,
+            metrics=self.metrics,
         )
         runner = web.AppRunner(
             make_app(state),
@@ -258,7 +261,11 @@ class CollectorServer:
             await runner.cleanup()
             raise
         self._port = int(self._sock.getsockname()[1])
-        self._summary_task = asyncio.get_running_loop().create_task(self._summaries())
+        loop = asyncio.get_running_loop()
+        self._background = [
+            loop.create_task(self._summaries()),
+            loop.create_task(self.metrics.keep_sampled(self._writer, runner)),
+        ]
 
     async def _summaries(self) -> None:
         last = self.stats.snapshot()
@@ -270,10 +277,10 @@ class CollectorServer:
                 last = now
 
     async def _shutdown(self) -> None:
-        if self._summary_task is not None:
-            self._summary_task.cancel()
+        for task in self._background:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._summary_task
+                await task
         runner = self._runner
         if runner is None:
             return
