@@ -196,15 +196,14 @@ class CollectorMetrics:
         if not ok:
             self.commit_failures.inc()
 
-    async def keep_sampled(self, writer: GroupCommitWriter, runner: web.AppRunner) -> None:
+    async def keep_sampled(self, writer: GroupCommitWriter, connections: Callable[[], int]) -> None:
         """Refresh the gauges that are read rather than counted, every :data:`SAMPLE_INTERVAL`
         seconds until cancelled. The store's check may block (PostgreSQL): off the loop."""
         loop = asyncio.get_running_loop()
         while True:
             reachable = await loop.run_in_executor(None, _reachable, writer.store)
-            server = runner.server
             self.queue_rows.set(writer.queued_rows)
-            self.connections.set(len(server.connections) if server is not None else 0)
+            self.connections.set(connections())
             self.store_up.set(1 if reachable else 0)
             await asyncio.sleep(SAMPLE_INTERVAL)
 
