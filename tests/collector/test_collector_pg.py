@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
 
 import orjson
 import pytest
@@ -212,3 +214,30 @@ def test_health_names_the_store_and_its_reachability(store: PostgresStore) -> No
     health = store.health()
     assert health["store"] == "postgresql"
     assert health["reachable"] is True
+
+
+def readme_queries() -> list[str]:
+    """The SQL blocks of the README's "Running on several machines" section."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("### Running on several machines", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```sql\n(.*?)```", section, flags=re.S)
+
+
+def test_the_readme_queries_answer_from_the_stored_columns(store: PostgresStore, url: str) -> None:
+    now = datetime.now(timezone.utc)
+    today = f"{now:%Y-%m-%d}T{now:%H:%M:%S}.000Z"
+    yesterday = f"{now - timedelta(days=1):%Y-%m-%d}T12:00:00.000Z"
+    messages = []
+    for i, (received, plan) in enumerate([(yesterday, "Free"), (today, "Pro"), (today, "Free")]):
+        msg = {"type": "track", "event": "Played a Song", "userId": "u1", "messageId": f"m{i}"}
+        msg |= {"properties": {"plan": plan}, "receivedAt": received, "timestamp": received}
+        messages.append(to_message(msg, "k", orjson.dumps(msg)))
+    page = {"type": "page", "name": "Home", "userId": "u1", "messageId": "p"}
+    later = now + timedelta(seconds=1)
+    page |= {"receivedAt": today, "timestamp": f"{later:%Y-%m-%dT%H:%M:%S}.000Z"}
+    messages.append(to_message(page, "k", orjson.dumps(page)))
+    store.write([messages])
+    per_day, timeline, plans = (sql(url, query) for query in readme_queries())
+    assert per_day == [(date.fromisoformat(yesterday[:10]), 1), (date.fromisoformat(today[:10]), 3)]
+    assert [what for (_, _, what) in timeline] == ["Played a Song"] * 3 + ["Home"]
+    assert plans == [("Free", 2), ("Pro", 1)]
