@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import random
 import re
+import string
 import threading
 from collections.abc import Callable, Iterator
 from datetime import date, datetime, timedelta, timezone
@@ -241,3 +243,17 @@ def test_the_readme_queries_answer_from_the_stored_columns(store: PostgresStore,
     assert per_day == [(date.fromisoformat(yesterday[:10]), 1), (date.fromisoformat(today[:10]), 3)]
     assert [what for (_, _, what) in timeline] == ["Played a Song"] * 3 + ["Home"]
     assert plans == [("Free", 2), ("Pro", 1)]
+
+
+def test_long_ids_and_keys_never_fail_a_commit(store: PostgresStore) -> None:
+    """No index entry may grow past PostgreSQL's B-tree limit (~2.7 kB): a long userId or
+    write key is stored like any other, and deduplicated."""
+    noise = random.Random(12)
+    user, key = ("".join(noise.choices(string.ascii_letters, k=9000)) for _ in range(2))
+    msg = {"type": "identify", "userId": user, "messageId": "m-long"}
+    msg["receivedAt"] = msg["timestamp"] = "2024-05-01T12:00:00.000Z"
+    message = to_message(msg, key, orjson.dumps(msg))
+    assert store.write([[message, row(1)]]) == [2]
+    assert store.write([[message]]) == [0]
+    (stored,) = store.events(user_id=user)
+    assert stored["messageId"] == "m-long"

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
@@ -153,7 +153,7 @@ class PostgresStore(StoreReads):
         self._stop = threading.Event()
         self._retention: threading.Thread | None = None
         try:
-            with self._connected() as conn:
+            with self._connect() as conn:
                 version = schema_version(conn) if readonly else migrate(conn)
         except psycopg.Error as exc:
             raise StoreError(self._describe(exc)) from None
@@ -184,10 +184,6 @@ class PostgresStore(StoreReads):
             raise StoreError(self._describe(exc)) from None
         set_json_loads(orjson.loads, conn)
         return conn
-
-    def _connected(self) -> Any:
-        """A new connection as a context manager (closed at exit)."""
-        return self._connect()
 
     def _describe(self, exc: BaseException) -> str:
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
@@ -259,7 +255,7 @@ class PostgresStore(StoreReads):
         if self.retention_days is None:
             return []
         first_kept = self._clock().date() - timedelta(days=self.retention_days - 1)
-        with self._connected() as conn:
+        with self._connect() as conn:
             dropped = drop_days_before(conn, first_kept)
         if dropped:
             log.info("collector retention dropped %s", ", ".join(dropped))
@@ -290,9 +286,24 @@ class PostgresStore(StoreReads):
 
     def _query(self, sql: str, params: Sequence[Any]) -> list[Any]:
         try:
-            with self._connected() as conn:
+            with self._connect() as conn:
                 rows: list[Any] = conn.execute(sql, params).fetchall()
                 return rows
+        except psycopg.Error as exc:
+            raise StoreError(self._describe(exc)) from None
+
+    def _stream(self, sql: str, params: Sequence[Any]) -> Iterator[Any]:
+        """Rows through a server-side cursor, 2,000 at a time: ``analytics events`` on a large
+        database keeps its memory flat."""
+        try:
+            with (
+                self._connect() as conn,
+                conn.transaction(),
+                conn.cursor(name="analytics_events") as cursor,
+            ):
+                cursor.itersize = 2000
+                cursor.execute(sql, params)
+                yield from cursor
         except psycopg.Error as exc:
             raise StoreError(self._describe(exc)) from None
 
