@@ -152,6 +152,7 @@ def demo_command(db: str | None, timeout: float) -> None:
     path = _db_path(db)
     with _embedded_collector(path) as server:
         say(f"collector listening on {server.url}, storing in {path}")
+        say(f"live events page (while the demo runs): {server.url}/")
         sent = run_examples(server.url, timeout, say)
         ids = [msg.get("messageId") for _, msg in sent]
         stored = [m for m in server.store.events() if m.get("messageId") in ids]
@@ -164,6 +165,9 @@ def demo_command(db: str | None, timeout: float) -> None:
     click.echo("")
     echo(f"Database: {path}")
     echo(f"Look at it with:  analytics events --db {_quote(path)}")
+    echo(
+        f"Or watch it live:  analytics serve --db {_quote(path)}  then open http://127.0.0.1:8088/"
+    )
     if missing:
         echo(f"error: {len(missing)} of {len(sent)} events did not arrive: {missing}", err=True)
         click.get_current_context().exit(EXIT_NOT_DELIVERED)

@@ -43,6 +43,7 @@ from aiohttp import web
 from analytics.collector._admin import AdminAccess
 from analytics.collector._auth import KeyPolicy, basic_auth_key
 from analytics.collector._body import encoding_of, read_body
+from analytics.collector._debugger import Debugger
 from analytics.collector._limits import Limits
 from analytics.collector._messages import Parsed, RequestError, parse_request
 from analytics.collector._refusals import RefusalLog
@@ -91,6 +92,7 @@ class AppState:
     refusals: RefusalLog = field(default_factory=RefusalLog)
     clock: Callable[[], datetime] = _utcnow
     admin: AdminAccess = field(default_factory=AdminAccess)
+    debugger: Debugger | None = None  # the live page (._debugger); None serves no page
 
 
 STATE = web.AppKey("analytics_collector_state", AppState)
@@ -184,6 +186,8 @@ async def _ingest(request: web.Request, state: AppState, single_type: str | None
     )
     parsed = _parse(request, state, body, single_type, header_key)
     stored = await _commit(state, parsed.rows) if parsed.rows else 0
+    if state.debugger is not None:
+        state.debugger.observe(parsed, stored, body, single_type, header_key)
     return _accepted(state, parsed, stored)
 
 
@@ -213,6 +217,8 @@ async def _handle(request: web.Request, single_type: str | None) -> web.Response
         response = await _ingest(request, state, single_type)
     except RequestError as exc:
         state.stats.add(requests=1, rejected=1)
+        if state.debugger is not None:
+            state.debugger.rejected(exc)
         response = error_response(exc.status, exc.code, exc.message)
         if exc.status == 408:
             response.force_close()
@@ -285,6 +291,8 @@ def make_app(state: AppState) -> web.Application:
     for name, handler in routes:
         app.router.add_post(f"/v1/{name}", handler)
         app.router.add_post(f"/v1/{name}/", handler)
+    if state.debugger is not None:
+        state.debugger.add_routes(app)
     app.router.add_get("/health", _health)
     app.router.add_get("/v1/health", _health)
     return app

@@ -79,6 +79,7 @@ def default_workers() -> int:
 
 def _announce(server: CollectorServer) -> None:
     echo(f"Listening on {server.url} (database: {server.store!r}); Ctrl-C stops.")
+    echo(f"Live events page: {server.debugger.address(server.url)}")
 
 
 def _db_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

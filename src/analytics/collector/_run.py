@@ -47,6 +47,7 @@ from typing import Any
 
 from analytics.collector._auth import KeyPolicy, check_bind
 from analytics.collector._db import check_retention, is_url, open_store
+from analytics.collector._refusal_ring import RefusalRing
 from analytics.collector._schema import SchemaError
 from analytics.collector._server import CollectorServer
 from analytics.collector._store import Store, StoreError
@@ -297,6 +298,12 @@ def _check_port_free(host: str, port: int) -> None:
         pass
 
 
+def _shared_options(options: dict[str, Any], workers: int) -> dict[str, Any]:
+    """With several processes, one refusal ring in shared memory for all of them, so the
+    debugger page shows every process's refusals (:mod:`._refusal_ring`)."""
+    return {**options, "debug_ring": RefusalRing.shared()} if workers > 1 else options
+
+
 def run(
     host: str = "127.0.0.1",
     port: int = 8088,
@@ -328,6 +335,7 @@ def run(
     )  # before the database file is created
     keys = list(write_keys) if write_keys else None
     lock, store = _open(db, workers=workers > 1, retention_days=retention_days)
+    options = _shared_options(options, workers)
     stop = threading.Event()
     previous: dict[signal.Signals, Any] = {}
     pool: Workers | None = None

@@ -36,7 +36,9 @@ from analytics.collector._admin import AdminAccess
 from analytics.collector._app import AppState, make_app
 from analytics.collector._auth import KeyPolicy, check_bind
 from analytics.collector._db import open_store
+from analytics.collector._debugger import Debugger
 from analytics.collector._limits import DEFAULT_LIMITS, Limits
+from analytics.collector._refusal_ring import RefusalRing
 from analytics.collector._stats import Counters, Stats
 from analytics.collector._store import Store
 from analytics.collector._writer import GroupCommitWriter
@@ -85,6 +87,8 @@ class CollectorServer:
             share the port and the kernel spreads connections among them (``--workers``).
         admin_token: the token the admin pages require (see :mod:`._admin`); without one
             they are open on a loopback address and off on any other.
+        debug_ring: the refusal ring of the live debugger page, when several processes
+            share one (``--workers``); by default the server has its own.
 
     Raises:
         ValueError: non-loopback ``host`` without write keys, an invalid key, or an admin
@@ -105,6 +109,7 @@ class CollectorServer:
         tune_gc: bool = True,
         reuse_port: bool = False,
         admin_token: str | None = None,
+        debug_ring: RefusalRing | None = None,
     ) -> None:
         self._policy = KeyPolicy(write_keys)
         check_bind(host, self._policy)
@@ -122,6 +127,7 @@ class CollectorServer:
         self._gc_tuned = False
         self.stats = Stats()
         self._writer = GroupCommitWriter(self._store)
+        self.debugger = Debugger(self._store, debug_ring or RefusalRing(), self._admin)
         self._lock = threading.Lock()
         self._phase = "new"
         self._ready = threading.Event()
@@ -224,6 +230,7 @@ class CollectorServer:
             read_timeout=self._read_timeout,
             stats=self.stats,
             admin=self._admin,
+            debugger=self.debugger,
         )
         runner = web.AppRunner(
             make_app(state),

@@ -51,6 +51,9 @@ log = logging.getLogger("analytics.collector")
 _MAX_LIMIT = 2**63 - 1  # SQLite's largest integer; a larger limit means "all"
 
 # The physical schema, its dedupe and the migration of old files are in ._schema.
+# The live debugger's reads (placeholders written "?", replaced by each store's own):
+_TAIL = "SELECT seq, write_key, type, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?"
+_TYPE_COUNTS = "SELECT type, count(*) FROM events WHERE seq > ? AND seq <= ? GROUP BY type"
 
 
 class StoreError(Exception):
@@ -207,6 +210,22 @@ class StoreReads:
     def message_ids(self) -> list[str]:
         """Every stored ``messageId``, oldest first."""
         return [str(m) for (m,) in self._query("SELECT message_id FROM events ORDER BY seq", ())]
+
+    def last_seq(self) -> int:
+        """The ``seq`` of the newest stored message, 0 when empty (with SQLite also how many
+        are stored: rows are never deleted)."""
+        return int(self._query("SELECT coalesce(max(seq), 0) FROM events", ())[0][0])
+
+    def tail(self, after: int, limit: int) -> list[tuple[int, str, str, Any]]:
+        """Up to ``limit`` messages stored after ``after``, oldest first, as ``(seq, write_key,
+        type, body)``: what the live debugger reads, from any process (a range scan on seq)."""
+        sql = _TAIL.replace("?", self._mark)
+        return [tuple(row) for row in self._query(sql, (after, limit))]
+
+    def type_counts(self, after: int, upto: int) -> dict[str, int]:
+        """Messages per type with ``after < seq <= upto`` (the debugger's skipped ranges)."""
+        sql = _TYPE_COUNTS.replace("?", self._mark)
+        return {kind: int(n) for kind, n in self._query(sql, (after, upto))}
 
     def health(self) -> dict[str, Any]:
         """The store kind, the database (never a password), and whether it can be read now."""
