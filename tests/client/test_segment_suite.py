@@ -110,6 +110,8 @@ def segment_results(peer_python: Path, tmp_path_factory: pytest.TempPathFactory)
         report = _run_file(peer_python, workdir, name)
         results.update(report["results"])
         refused += report["refused"]
+    for test, result in sorted(results.items()):  # shown when the test fails (or with -s)
+        print(f"{result['outcome']:8} {test}  {result['cause']}")
     return results, refused
 
 
