@@ -212,10 +212,21 @@ def test_errors_and_repr_never_show_the_password() -> None:
     assert "postgresql://u@127.0.0.1" in str(caught.value)
 
 
-def test_health_names_the_store_and_its_reachability(store: PostgresStore) -> None:
+def test_health_names_the_store_and_its_reachability(store: PostgresStore, url: str) -> None:
     health = store.health()
     assert health["store"] == "postgresql"
     assert health["reachable"] is True
+    assert store.health()["reachable"] is True  # over the same kept connection
+    backends = (
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'analytics-collector'"
+    )
+    assert sql(url, backends) == [(1,)]
+    sql(
+        url,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+        " WHERE application_name = 'analytics-collector'",
+    )
+    assert store.health()["reachable"] is True  # a lost connection is simply made again
 
 
 def readme_queries() -> list[str]:

@@ -149,6 +149,8 @@ class PostgresStore(StoreReads):
         self._clock = clock
         self._readonly = readonly
         self._conn: Conn | None = None
+        self._health_conn: Conn | None = None
+        self._health_lock = threading.Lock()
         self._days: set[str] = set()
         self._stop = threading.Event()
         self._retention: threading.Thread | None = None
@@ -307,7 +309,33 @@ class PostgresStore(StoreReads):
         except psycopg.Error as exc:
             raise StoreError(self._describe(exc)) from None
 
+    def health(self) -> dict[str, Any]:
+        """:meth:`StoreReads.health` over one kept connection (``/health`` and the metrics
+        sampler ask every second; a new connection each time would fork a backend each time);
+        a connection that failed is replaced at once, so only a server that refuses a new one
+        is reported unreachable."""
+        with self._health_lock:
+            reachable = self._ping() or self._ping()  # a kept connection may have gone stale
+        return {"store": self._kind, "database": self._where(), "reachable": reachable}
+
+    def _ping(self) -> bool:
+        try:
+            if self._health_conn is None or self._health_conn.broken:
+                self._health_conn = self._connect()
+            self._health_conn.execute("SELECT 1")
+        except (StoreError, psycopg.Error):
+            self._close_health()
+            return False
+        return True
+
+    def _close_health(self) -> None:
+        conn, self._health_conn = self._health_conn, None
+        if conn is not None:
+            conn.close()
+
     def close(self) -> None:
-        """Close the write connection and stop retention (idempotent). Reads keep working."""
+        """Close the connections and stop retention (idempotent). Reads keep working."""
         self._stop.set()
         self._drop_writer()
+        with self._health_lock:
+            self._close_health()
