@@ -72,7 +72,7 @@ def main() -> None:
         page.goto(server.url + "/")
         expect(page.locator("#status")).to_have_text("Live", timeout=10_000)
         _feed(server)
-        rows = page.locator("#rows tr")
+        rows = page.locator("#rows [role=row]")
         expect(rows).to_have_count(9, timeout=10_000)
         rows.filter(has_text="Order Completed").last.click()
         expect(page.locator("#detail")).to_be_visible()
