@@ -1,7 +1,7 @@
 """`Client`: the public calls (track, identify ...), counters and lifecycle.
 
 The calls validate, build and encode on the calling thread and hand the bytes to the
-`Sender` (DESIGN §3-§5). They never wait on the network and never raise for delivery problems;
+`Sender` (DESIGN §3-§5), which delivers them from a buffer (memory, or a spool file). They never wait on the network and never raise for delivery problems;
 only a programmer error (a bad argument) raises, as a ValueError or TypeError subclass.
 Callbacks and the drop log are in `._reporting`.
 """
@@ -17,9 +17,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from analytics._batch import MAX_BATCH_BYTES, envelope_size
+from analytics._buffer import Buffer, MemoryBuffer
 from analytics._clock import Clock, SystemClock
 from analytics._config import Config, resolve_aliases
 from analytics._exceptions import ConfigError, InvalidEventError
+from analytics._log import ClientLog
 from analytics._message import (
     _id,
     _mapping,
@@ -38,8 +41,8 @@ from analytics._reporting import (
     SuccessCallback,
 )
 from analytics._retry import RetryPolicy
-from analytics._transport import HTTPTransport
-from analytics._worker import Sender
+from analytics._sender import Sender
+from analytics._transport import HTTPTransport, Transport
 
 __all__ = ["Client", "Stats"]
 
@@ -106,6 +109,7 @@ class Client:
         on_failure: FailureCallback | None = None,
         on_error: ErrorCallback | None = None,
         clock: Clock | None = None,
+        transport: Transport | None = None,
         **options: Any,
     ) -> None:
         """Validate the options (raising `ConfigError`); the thread starts on the first call."""
@@ -118,37 +122,54 @@ class Client:
             raise ConfigError(f"thread must be a positive integer, not {thread!r}")
         given = {k: v for k, v in locals().items() if k in _OPTION_NAMES}
         given.update(options)
-        self.config = Config(write_key=write_key or "", **resolve_aliases(given))
-        _configure_logging(
-            log, self.config.log_level, explicit=log_level is not None or bool(debug)
-        )
+        self.config = cfg = Config(write_key=write_key or "", **resolve_aliases(given))
+        self._log = ClientLog(cfg.log, cfg.log_level)
         load_encoder()
-        if self.config.send:
+        if cfg.send and transport is None:
             # urllib3 is imported here, not by `import analytics` and not on the sender thread:
             # its import (~50 ms) would otherwise delay the first delivery and hold the GIL
             # while the application makes its first calls.
             import urllib3  # noqa: F401, PLC0415
-        self._tap: Callable[[bytes], object] | None = None if self.config.send else _discard
-        self._sync = self.config.sync_mode
+        self._transport = transport
+        self._tap: Callable[[bytes], object] | None = None if cfg.send else _discard
+        self._sync = cfg.sync_mode
         import orjson  # noqa: PLC0415  (loaded by load_encoder above; cheap here)
 
-        self._reports = Reporter(on_success, on_failure, on_error, orjson.loads)
-        cfg = self.config
-        self._sender = _make_sender(
-            cfg,
+        self._reports = Reporter(on_success, on_failure, on_error, orjson.loads, self._log)
+        write_key_json = orjson.dumps(cfg.write_key)
+        self._sender = Sender(
+            self._make_buffer(MAX_BATCH_BYTES - envelope_size(write_key_json)),
             transport_factory=self._make_transport,
-            write_key_json=orjson.dumps(cfg.write_key),
+            write_key_json=write_key_json,
             flush_at=cfg.flush_at,
             flush_after=cfg.flush_after,
-            max_queue_size=cfg.max_queue_size,
             policy=RetryPolicy(max_retries=cfg.max_retries),
             clock=clock or SystemClock(),
-            on_sent=self._reports.sent,
-            on_failed=self._reports.failed,
+            reporter=self._reports,
         )
         _clients.add(self)
 
-    def _make_transport(self) -> HTTPTransport:
+    def _make_buffer(self, max_bytes: int) -> Buffer:
+        """A spool buffer when ``spool`` is set (and sending from a thread), else memory."""
+        cfg = self.config
+        if cfg.spool is None or not cfg.send or cfg.sync_mode:
+            return MemoryBuffer(cfg.max_queue_size, max_bytes)
+        from analytics._spoolbuffer import SpoolBuffer  # noqa: PLC0415  (sqlite3 only if used)
+
+        return SpoolBuffer(
+            cfg.spool,
+            max_size=cfg.max_queue_size,
+            max_bytes=max_bytes,
+            spool_max_bytes=cfg.spool_max_bytes,
+            fsync=cfg.spool_fsync,
+            interval=cfg.spool_interval,
+            on_drop=self._reports.drop_items,
+            log=self._log,
+        )
+
+    def _make_transport(self) -> Transport:
+        if self._transport is not None:
+            return self._transport
         cfg = self.config
         return HTTPTransport(
             cfg.host, cfg.write_key, timeout=cfg.timeout, gzip=cfg.gzip, proxies=cfg.proxies
@@ -349,13 +370,11 @@ class Client:
         if self._tap is not None:
             self._tap(data)
             return True, msg
-        sender = self._sender
-        if sender.closed:
+        if self._sender.closed:
             self._drop("shut_down", msg)
             return False, msg
-        failed = sender.failed
-        sender.deliver([data])  # sync mode: on this thread, with the same limits and retries
-        return sender.failed == failed, msg
+        # Sync mode: on this thread, with the same limits and retries; this call's own result.
+        return self._sender.deliver_now(data), msg
 
     # --- reporting ------------------------------------------------------------------------------
 
@@ -370,7 +389,7 @@ class Client:
         return fn
 
     def _drop(self, reason: str, msg: Message) -> None:
-        self._reports.dropped(reason, msg, self._sender.dropped)
+        self._reports.drop(reason, msg)
 
     @property
     def stats(self) -> Stats:
@@ -381,8 +400,8 @@ class Client:
             sent=s.sent,
             failed=s.failed,
             retried=s.retried,
-            dropped=dict(s.dropped),
-            unspooled=s.unspooled,
+            dropped=dict(self._reports.dropped),
+            unspooled=s.buffer.unspooled,
         )
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -417,14 +436,15 @@ class Client:
         """
         limit = self.config.flush_timeout if timeout is None else timeout
         ok = self._sender.shutdown(limit)
-        dropped = sum(self._sender.dropped.values())
-        if dropped:
-            logger.warning(
-                "analytics: %d message(s) were dropped in all: %s",
-                dropped,
-                dict(self._sender.dropped),
-            )
+        self._log_drops()
         return ok
+
+    def _log_drops(self) -> None:
+        dropped = dict(self._reports.dropped)
+        if dropped:
+            self._log.warning(
+                "analytics: %d message(s) were dropped in all: %s", sum(dropped.values()), dropped
+            )
 
     def join(self, timeout: float | None = None) -> bool:
         """Segment 2.x's name for `shutdown`."""
@@ -440,9 +460,17 @@ class Client:
         """Shut down, delivering what is queued (bounded by ``flush_timeout``)."""
         self.shutdown()
 
-    def _at_exit(self) -> None:
-        if self.config.flush_at_exit and not self._sender.closed:
-            self._sender.shutdown(self.config.exit_timeout)  # it logs what it could not deliver
+    def _begin_exit(self) -> float | None:
+        """At exit: start draining, to end ``exit_timeout`` from now; the deadline, or None."""
+        if not self.config.flush_at_exit or self._sender.closed:
+            return None
+        deadline = self._sender.clock.monotonic() + self.config.exit_timeout
+        self._sender.begin_shutdown(deadline)
+        return deadline
+
+    def _finish_exit(self, deadline: float) -> None:
+        self._sender.finish_shutdown(deadline)  # it logs what it could not deliver
+        self._log_drops()
 
 
 #: The keyword parameters of Client() that are options (Config fields or their aliases).
@@ -453,21 +481,6 @@ _OPTION_NAMES = (frozenset(Config.__dataclass_fields__) - {"write_key"}) | {
     "upload_interval",
     "flush_interval",
 }
-
-
-def _make_sender(cfg: Config, **kwargs: Any) -> Sender:
-    """A spooled sender when ``spool`` is set and usable, else the memory one."""
-    if cfg.spool is None or not cfg.send or cfg.sync_mode:
-        return Sender(**kwargs)
-    from analytics._spool import Spool, SpoolError  # noqa: PLC0415  (sqlite3 only if used)
-    from analytics._spooled import SpooledSender  # noqa: PLC0415
-
-    try:
-        spool = Spool(cfg.spool, max_bytes=cfg.spool_max_bytes, fsync=cfg.spool_fsync)
-    except SpoolError as exc:
-        logger.error("analytics: cannot use the spool (%s); events are kept in memory only", exc)
-        return Sender(**kwargs)
-    return SpooledSender(spool=spool, spool_interval=cfg.spool_interval, **kwargs)
 
 
 def _discard(data: bytes) -> None:
@@ -483,18 +496,6 @@ def _anonymous(anonymous_id: Id, session_id: Id) -> Id:
     return session_id
 
 
-def _configure_logging(log: bool | None, level: int, *, explicit: bool) -> None:
-    """Apply ``log``/``log_level`` to the ``analytics`` logger; never adds a handler.
-
-    The level is set when it was given, or when the application has not set one (the seed's
-    default, INFO); a level the application set on the ``analytics`` logger is left alone.
-    """
-    if log is not None:
-        logger.disabled = not log
-    if explicit or logger.level == logging.NOTSET:
-        logger.setLevel(level)
-
-
 def _after_fork_in_child() -> None:
     reseed_ids()
     for client in list(_clients):
@@ -502,9 +503,19 @@ def _after_fork_in_child() -> None:
 
 
 def _exit_all() -> None:
+    """Drain every live client in parallel: the whole exit takes at most one ``exit_timeout``."""
+    started: list[tuple[Client, float]] = []
     for client in list(_clients):
         try:
-            client._at_exit()
+            deadline = client._begin_exit()
+        except Exception:
+            logger.exception("analytics: error while draining at exit")
+            continue
+        if deadline is not None:
+            started.append((client, deadline))
+    for client, deadline in started:
+        try:
+            client._finish_exit(deadline)
         except Exception:
             logger.exception("analytics: error while draining at exit")
 

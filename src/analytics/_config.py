@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -68,6 +69,12 @@ class Config:
             raise ConfigError("write_key must be a non-empty string")
         if not isinstance(self.host, str) or not self.host.startswith(("http://", "https://")):
             raise ConfigError(f"host must be an http:// or https:// URL, not {self.host!r}")
+        for name in ("sync_mode", "send", "gzip", "log", "flush_at_exit", "spool_fsync"):
+            value = getattr(self, name)
+            if not isinstance(value, bool):
+                raise ConfigError(f"{name} must be True or False, not {value!r}")
+        _check_int("log_level", self.log_level, 0, None)
+        _check_proxies(self.proxies)
         _check_int("flush_at", self.flush_at, 1, MAX_BATCH_COUNT)
         _check_int("max_queue_size", self.max_queue_size, 1, None)
         _check_int("max_retries", self.max_retries, 0, None)
@@ -80,8 +87,27 @@ class Config:
             raise ConfigError(f"spool must be a file path, not {type(self.spool).__name__}")
         for name in ("flush_after", "timeout", "exit_timeout", "flush_timeout", "spool_interval"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-                raise ConfigError(f"{name} must be a positive number of seconds, not {value!r}")
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not 0 < value < math.inf
+            ):
+                raise ConfigError(
+                    f"{name} must be a positive, finite number of seconds, not {value!r}"
+                )
+
+
+def _check_proxies(proxies: object) -> None:
+    """A proxy URL, or a requests-style mapping of scheme to proxy URL (all strings)."""
+    if proxies is None or isinstance(proxies, str):
+        return
+    if not isinstance(proxies, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in proxies.items()
+    ):
+        raise ConfigError(
+            "proxies must be a proxy URL or a mapping of scheme to proxy URL "
+            f'(e.g. {{"https": "http://proxy:3128"}}), not {proxies!r}'
+        )
 
 
 def _check_int(name: str, value: object, low: int, high: int | None) -> None:
@@ -90,6 +116,11 @@ def _check_int(name: str, value: object, low: int, high: int | None) -> None:
     if value < low or (high is not None and value > high):
         bound = f"between {low} and {high}" if high is not None else f"at least {low}"
         raise ConfigError(f"{name} must be {bound}, not {value}")
+
+
+def _check_bool(name: str, value: object) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name} must be True or False, not {value!r}")
 
 
 def seconds(name: str, value: object) -> float:
@@ -117,8 +148,10 @@ def resolve_aliases(options: dict[str, Any]) -> dict[str, Any]:
             continue
         value = given
         if name in ("async", "async_"):
+            _check_bool(name, given)
             field, value = "sync_mode", not given
         elif name == "debug":
+            _check_bool(name, given)
             if not given:
                 continue
             field, value = "log_level", logging.DEBUG

@@ -1,11 +1,12 @@
 """The retry policy (SPEC §4.2): an immutable value that decides, never sleeps.
 
 `RetryPolicy.decide(state, outcome, now, rand)` answers "deliver again after d seconds" or
-"give up, because ...". The worker and the sync sender do the waiting, on an Event that flush
-and shutdown can set, so a wait is always cut short by them.
+"give up, because ...". `analytics._delivery` runs it for each batch;
+the sender loop does the waiting, which only a shutdown deadline cuts short.
 
 Rules:
-- 2xx (and 3xx) is delivered.
+- Only a 2xx is delivered. A 3xx is a final ``http_error``: redirects are never followed (a
+  collector that moved must be given its new ``host``), and never counted as sent.
 - 408, 410, 429, 460 and every 5xx except 501, 505 and 511 are retried, as are network errors
   and timeouts (the message ids make a retried batch idempotent at a deduplicating collector).
 - Every other status (400, 401, 413 ...) is final: the batch is reported as failed.
@@ -40,8 +41,8 @@ class Outcome:
 
     @property
     def delivered(self) -> bool:
-        """True for 2xx and 3xx answers."""
-        return self.status is not None and 200 <= self.status < 400
+        """True for 2xx answers only (a redirect is not a delivery)."""
+        return self.status is not None and 200 <= self.status < 300
 
     @property
     def retryable(self) -> bool:
