@@ -9,13 +9,14 @@ Callbacks and the drop log are in `._reporting`.
 from __future__ import annotations
 
 import atexit
+import datetime as dt
 import logging
 import os
 import threading
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from analytics._batch import MAX_BATCH_BYTES, envelope_size
 from analytics._buffer import Buffer, MemoryBuffer
@@ -44,12 +45,20 @@ from analytics._retry import RetryPolicy
 from analytics._sender import Sender
 from analytics._transport import HTTPTransport, Transport
 
+if TYPE_CHECKING:
+    from typing_extensions import TypedDict, Unpack
+
+    #: The seed's ``async`` keyword (a Python keyword: passed as ``**{"async": False}``).
+    AsyncOption = TypedDict("AsyncOption", {"async": bool}, total=False)
+
 __all__ = ["Client", "Stats"]
 
 logger = logging.getLogger("analytics")
 
 Result = tuple[bool, Message]
 Id = str | int | None
+#: A datetime (naive = UTC), a date, or an ISO-8601 string; None for "now".
+Timestamp = dt.datetime | dt.date | str | None
 
 _clients: weakref.WeakSet[Client] = weakref.WeakSet()
 #: Guards the creation of the module-level default client (analytics.init / first call).
@@ -110,7 +119,7 @@ class Client:
         on_error: ErrorCallback | None = None,
         clock: Clock | None = None,
         transport: Transport | None = None,
-        **options: Any,
+        **options: Unpack[AsyncOption],
     ) -> None:
         """Validate the options (raising `ConfigError`); the thread starts on the first call."""
         extra = set(options) - {"async"}
@@ -186,7 +195,7 @@ class Client:
         user_id: Id = None,
         traits: Mapping[str, Any] | None = None,
         context: Mapping[str, Any] | None = None,
-        timestamp: Any = None,
+        timestamp: Timestamp = None,
         anonymous_id: Id = None,
         integrations: Mapping[str, Any] | None = None,
         message_id: str | None = None,
@@ -206,7 +215,7 @@ class Client:
         event: str | None = None,
         properties: Mapping[str, Any] | None = None,
         context: Mapping[str, Any] | None = None,
-        timestamp: Any = None,
+        timestamp: Timestamp = None,
         anonymous_id: Id = None,
         integrations: Mapping[str, Any] | None = None,
         message_id: str | None = None,
@@ -229,7 +238,7 @@ class Client:
         name: str | None = None,
         properties: Mapping[str, Any] | None = None,
         context: Mapping[str, Any] | None = None,
-        timestamp: Any = None,
+        timestamp: Timestamp = None,
         anonymous_id: Id = None,
         integrations: Mapping[str, Any] | None = None,
         message_id: str | None = None,
@@ -257,7 +266,7 @@ class Client:
         name: str | None = None,
         properties: Mapping[str, Any] | None = None,
         context: Mapping[str, Any] | None = None,
-        timestamp: Any = None,
+        timestamp: Timestamp = None,
         anonymous_id: Id = None,
         integrations: Mapping[str, Any] | None = None,
         message_id: str | None = None,
@@ -309,7 +318,7 @@ class Client:
         group_id: Id = None,
         traits: Mapping[str, Any] | None = None,
         context: Mapping[str, Any] | None = None,
-        timestamp: Any = None,
+        timestamp: Timestamp = None,
         anonymous_id: Id = None,
         integrations: Mapping[str, Any] | None = None,
         message_id: str | None = None,
@@ -331,7 +340,7 @@ class Client:
         previous_id: Id = None,
         user_id: Id = None,
         context: Mapping[str, Any] | None = None,
-        timestamp: Any = None,
+        timestamp: Timestamp = None,
         integrations: Mapping[str, Any] | None = None,
         message_id: str | None = None,
     ) -> Result:
@@ -406,7 +415,9 @@ class Client:
 
     # --- lifecycle ------------------------------------------------------------------------------
 
-    def flush(self, async_: bool = True, *, timeout: float | None = None, **options: Any) -> bool:
+    def flush(
+        self, async_: bool = True, *, timeout: float | None = None, **options: Unpack[AsyncOption]
+    ) -> bool:
         """Send what is queued now.
 
         The seed's semantics: ``flush()`` wakes the sender and returns at once;
