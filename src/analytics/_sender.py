@@ -346,24 +346,28 @@ class Sender:
             return Outcome(400, error=f"internal_error: {exc!r}")
 
     def _settle(self, batch: Batch, result: Result, outcome: Outcome, owned: bool) -> None:
-        """Count, forget, then tell: counters first, so a flush never sees a settled batch
-        whose failure is not counted yet."""
+        """Count, tell, then forget: a flush that sees the batch settled also sees its
+        failures counted and its callbacks called."""
         items = batch.items
         refused = result.refused if isinstance(result, Delivered) else ()
         failed = len(items) if isinstance(result, Failed) else len(refused)
         with self._cond:
             self.sent += len(items) - failed
             self.failed += failed
-        if owned:
-            self.buffer.ack(batch)
-        with self._cond:
-            self._cond.notify_all()
+        try:
+            self._report(items, result, refused, outcome)
+        finally:
+            if owned:
+                self.buffer.ack(batch)
+            with self._cond:
+                self._cond.notify_all()
+
+    def _report(self, items: list[bytes], result: Result, refused: Any, outcome: Outcome) -> None:
         if isinstance(result, Failed):
             self.log.warning(
                 "analytics: %d message(s) not delivered: %s", len(items), result.detail
             )
-            error = DeliveryError(result.reason, result.detail, result.status)
-            self.reporter.failed(items, error)
+            self.reporter.failed(items, DeliveryError(result.reason, result.detail, result.status))
             return
         if refused:
             self._report_refused(items, refused, outcome)

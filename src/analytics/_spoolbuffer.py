@@ -296,6 +296,11 @@ class SpoolBuffer:
             if self._spool is None:
                 self._spool = Spool(self._path, max_bytes=self._max_stored, fsync=self._fsync)
             self._disk_ready = self._spool.pending()
+        except SpoolBusy as exc:  # locked by another process: try again soon, quietly
+            self.log.info("analytics: %s; the spool is tried again shortly", exc)
+            self._probe_at = now + self._interval
+            self._broken = True
+            return
         except SpoolError as exc:
             if log:
                 self._told = True
