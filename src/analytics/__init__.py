@@ -27,6 +27,7 @@ from analytics._version import __version__
 # Not `from typing import TYPE_CHECKING`: importing typing alone costs more than this package.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import logging
     from collections.abc import Mapping
     from typing import Any
 
@@ -71,6 +72,12 @@ gzip: bool = False
 timeout: float | None = None
 max_retries: int | None = None
 proxies: str | Mapping[str, str] | None = None
+log_handler: logging.Handler | None = None
+oauth_client_id: str | None = None
+oauth_client_key: str | None = None
+oauth_key_id: str | None = None
+oauth_auth_server: str | None = None
+oauth_scope: str | None = None
 
 default_client: Client | None = None
 _success: list[SuccessCallback] = []
@@ -154,6 +161,12 @@ def _default() -> Client:
                 timeout=timeout,
                 max_retries=max_retries,
                 proxies=proxies,
+                log_handler=log_handler,
+                oauth_client_id=oauth_client_id,
+                oauth_client_key=oauth_client_key,
+                oauth_key_id=oauth_key_id,
+                oauth_auth_server=oauth_auth_server,
+                oauth_scope=oauth_scope,
             )
             _register_callbacks(client)
             default_client = client
@@ -307,15 +320,25 @@ def alias(
 def flush(
     async_: bool = True, *, timeout: float | None = None, **options: Unpack[AsyncOption]
 ) -> bool:
-    """`Client.flush` on the default client (True at once when there is none)."""
-    client = default_client
+    """`Client.flush` on the default client, made first from the module attributes when a
+    write key is set (Segment's behaviour); True at once when there is none and no key."""
+    client = _configured()
     return True if client is None else client.flush(async_, timeout=timeout, **options)
 
 
 def shutdown(timeout: float | None = None) -> bool:
-    """`Client.shutdown` on the default client (True at once when there is none)."""
-    client = default_client
+    """`Client.shutdown` on the default client (made first if configured, as `flush` does)."""
+    client = _configured()
     return True if client is None else client.shutdown(timeout)
+
+
+def _configured() -> Client | None:
+    """The default client, made from the module attributes if a write key is set."""
+    if default_client is not None:
+        return default_client
+    if not write_key and send:
+        return None  # nothing can have been queued: no client exists without a key
+    return _default()
 
 
 join = shutdown

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from analytics._batch import MAX_BATCH_BYTES, envelope_size
 from analytics._buffer import Buffer, MemoryBuffer
 from analytics._clock import Clock, SystemClock
-from analytics._config import Config, resolve_aliases
+from analytics._config import DEFAULT_FLUSH_AT, Config, resolve_aliases
 from analytics._exceptions import ConfigError, InvalidEventError
 from analytics._log import ClientLog
 from analytics._message import (
@@ -42,6 +42,7 @@ from analytics._reporting import (
     SuccessCallback,
 )
 from analytics._retry import RetryPolicy
+from analytics._segment import SegmentAttributes, check_segment_options
 from analytics._sender import Sender
 from analytics._transport import HTTPTransport, Transport
 
@@ -78,7 +79,7 @@ class Stats:
     unspooled: int = 0
 
 
-class Client:
+class Client(SegmentAttributes):
     """Sends analytics messages to a Segment-compatible collector from a background thread.
 
     Thread-safe: any number of threads may call it at once. Fork-safe: a forked child gets an
@@ -119,6 +120,14 @@ class Client:
         on_error: ErrorCallback | None = None,
         clock: Clock | None = None,
         transport: Transport | None = None,
+        max_total_backoff_duration: float | None = None,
+        max_rate_limit_duration: float | None = None,
+        log_handler: logging.Handler | None = None,
+        oauth_client_id: str | None = None,
+        oauth_client_key: str | None = None,
+        oauth_key_id: str | None = None,
+        oauth_auth_server: str | None = None,
+        oauth_scope: str | None = None,
         **options: Unpack[AsyncOption],
     ) -> None:
         """Validate the options (raising `ConfigError`); the thread starts on the first call."""
@@ -129,9 +138,14 @@ class Client:
             isinstance(thread, bool) or not isinstance(thread, int) or thread < 1
         ):
             raise ConfigError(f"thread must be a positive integer, not {thread!r}")
+        oauth = {"oauth_client_id": oauth_client_id, "oauth_client_key": oauth_client_key}
+        check_segment_options(log_handler, {**oauth, "oauth_key_id": oauth_key_id})
         given = {k: v for k, v in locals().items() if k in _OPTION_NAMES}
         given.update(options)
-        self.config = cfg = Config(write_key=write_key or "", **resolve_aliases(given))
+        resolved = resolve_aliases(given)
+        self._log = ClientLog()
+        _clamp_flush_at(resolved, self._log)
+        self.config = cfg = Config(write_key=write_key or "", **resolved)
         self._log = ClientLog(cfg.log, cfg.log_level)
         load_encoder()
         if cfg.send and transport is None:
@@ -152,7 +166,11 @@ class Client:
             write_key_json=write_key_json,
             flush_at=cfg.flush_at,
             flush_after=cfg.flush_after,
-            policy=RetryPolicy(max_retries=cfg.max_retries),
+            policy=RetryPolicy(
+                max_retries=cfg.max_retries,
+                max_total=cfg.max_total_backoff_duration,
+                max_rate_limit_total=cfg.max_rate_limit_duration,
+            ),
             clock=clock or SystemClock(),
             reporter=self._reports,
         )
@@ -366,8 +384,18 @@ class Client:
         return self._put(normalize_message(message), wait=timeout)
 
     def _put(self, msg: Message, wait: float = 0.0) -> Result:
-        """Encode and queue ``msg``; when the queue is full, wait up to ``wait`` s for room."""
+        """Encode and queue ``msg``; when the queue is full, wait up to ``wait`` s for room.
+
+        The returned message has the keys Segment 2.x's has (``userId``/``anonymousId`` as None
+        when not given, ``integrations``); what is sent leaves None fields out.
+        """
         data = encode(msg)
+        if "userId" not in msg:
+            msg["userId"] = None
+        if "anonymousId" not in msg:
+            msg["anonymousId"] = None
+        if "integrations" not in msg:
+            msg["integrations"] = {}
         if self._tap is None and not self._sync:
             refused = self._sender.put(data)
             if refused == "queue_full" and wait > 0 and self._sender.wait_for_room(wait):
@@ -492,6 +520,15 @@ _OPTION_NAMES = (frozenset(Config.__dataclass_fields__) - {"write_key"}) | {
     "upload_interval",
     "flush_interval",
 }
+
+
+def _clamp_flush_at(options: dict[str, Any], log: ClientLog) -> None:
+    """Segment accepts ``max_queue_size`` below the batch size: ``flush_at`` is lowered to it."""
+    size = options.get("max_queue_size")
+    flush_at = options.get("flush_at", DEFAULT_FLUSH_AT)
+    if isinstance(size, int) and isinstance(flush_at, int) and 0 < size < flush_at:
+        log.debug("analytics: flush_at lowered from %d to max_queue_size (%d)", flush_at, size)
+        options["flush_at"] = size
 
 
 def _discard(data: bytes) -> None:

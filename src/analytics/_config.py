@@ -36,6 +36,9 @@ DEFAULT_EXIT_TIMEOUT = 5.0
 DEFAULT_FLUSH_TIMEOUT = 30.0
 DEFAULT_SPOOL_MAX_BYTES = 256 * 2**20
 DEFAULT_SPOOL_INTERVAL = 1.0
+#: Segment 2.4's defaults: give a batch up after 12 h of failures, or 30 min of rate limiting.
+DEFAULT_MAX_TOTAL_BACKOFF = 43_200.0
+DEFAULT_MAX_RATE_LIMIT = 1_800.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -62,6 +65,8 @@ class Config:
     spool_max_bytes: int = DEFAULT_SPOOL_MAX_BYTES
     spool_interval: float = DEFAULT_SPOOL_INTERVAL
     spool_fsync: bool = False
+    max_total_backoff_duration: float = DEFAULT_MAX_TOTAL_BACKOFF
+    max_rate_limit_duration: float = DEFAULT_MAX_RATE_LIMIT
 
     def __post_init__(self) -> None:
         """Check every value and combination; raise `ConfigError` naming the option."""
@@ -85,6 +90,14 @@ class Config:
         _check_int("spool_max_bytes", self.spool_max_bytes, 1, None)
         if self.spool is not None and not isinstance(self.spool, str | os.PathLike):
             raise ConfigError(f"spool must be a file path, not {type(self.spool).__name__}")
+        for name in ("max_total_backoff_duration", "max_rate_limit_duration"):
+            value = getattr(self, name)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not 0 <= value < math.inf
+            ):
+                raise ConfigError(f"{name} must be a non-negative number of seconds, not {value!r}")
         for name in ("flush_after", "timeout", "exit_timeout", "flush_timeout", "spool_interval"):
             value = getattr(self, name)
             if (

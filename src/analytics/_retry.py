@@ -13,7 +13,9 @@ Rules:
 - Backoff is exponential from 0.5 s, capped at 60 s, with ±10 % jitter; at most `max_retries`
   retries (10), and never more than 12 hours from the first attempt.
 - A ``Retry-After`` header (seconds or an HTTP date) is honoured, clamped to [1 s, 300 s]. Such
-  waits do not use up `max_retries` but are limited to `max_rate_limited` (20) of their own.
+  waits do not use up `max_retries` but are limited to `max_rate_limited` (20) of their own, and
+  to `max_rate_limit_total` seconds (30 min, Segment 2.4's ``max_rate_limit_duration``) from the
+  first one; past either, the batch is given up (``retries_exhausted``).
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ class RetryState:
     attempts: int = 0
     retries: int = 0
     rate_limited: int = 0
+    rate_limited_since: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -74,6 +77,7 @@ class RetryPolicy:
     retry_after_min: float = 1.0
     retry_after_cap: float = 300.0
     max_rate_limited: int = 20
+    max_rate_limit_total: float = 1800.0
     max_total: float = 12 * 3600.0
 
     def backoff(self, retries: int, rand: float) -> float:
@@ -99,12 +103,24 @@ class RetryPolicy:
         if now - state.started >= self.max_total:
             return state, None, "retries_exhausted"
         if outcome.retry_after is not None and state.rate_limited < self.max_rate_limited:
-            delay = min(self.retry_after_cap, max(self.retry_after_min, outcome.retry_after))
-            return dataclasses.replace(state, rate_limited=state.rate_limited + 1), delay, ""
+            return self._rate_limited(state, outcome.retry_after, now)
         if state.retries >= self.max_retries:
             return state, None, "retries_exhausted"
         delay = self.backoff(state.retries, rand)
         return dataclasses.replace(state, retries=state.retries + 1), delay, ""
+
+    def _rate_limited(
+        self, state: RetryState, retry_after: float, now: float
+    ) -> tuple[RetryState, float | None, str]:
+        """Wait as the collector asked, unless the batch has been rate-limited too long."""
+        since = now if state.rate_limited_since is None else state.rate_limited_since
+        if now - since > self.max_rate_limit_total:
+            return state, None, "retries_exhausted"
+        delay = min(self.retry_after_cap, max(self.retry_after_min, retry_after))
+        limited = dataclasses.replace(
+            state, rate_limited=state.rate_limited + 1, rate_limited_since=since
+        )
+        return limited, delay, ""
 
 
 def parse_retry_after(value: str | None, now_wall: float) -> float | None:

@@ -220,6 +220,10 @@ class Sender:
         self._init_state()
         self.buffer.after_fork_in_child()
 
+    def alive(self) -> bool:
+        """True while the sender thread runs."""
+        return self._alive()
+
     def _alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
