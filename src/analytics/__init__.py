@@ -47,6 +47,7 @@ __all__ = [
     "UnserializableError",
     "__version__",
     "alias",
+    "context",
     "flush",
     "group",
     "identify",
@@ -94,6 +95,10 @@ def _lazy(name: str) -> Any:
         from analytics import _client  # noqa: PLC0415
 
         return getattr(_client, name)
+    if name == "context":
+        from analytics._context import context  # noqa: PLC0415
+
+        return context
     if name == "Response":
         from analytics._retry import Outcome  # noqa: PLC0415
 
@@ -123,6 +128,7 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
     from analytics._client import AsyncOption
+    from analytics._context import context
 else:
     init = _init
     _init.__name__ = _init.__qualname__ = "init"

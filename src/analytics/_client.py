@@ -22,6 +22,7 @@ from analytics._batch import MAX_BATCH_BYTES, envelope_size
 from analytics._buffer import Buffer, MemoryBuffer
 from analytics._clock import Clock, SystemClock
 from analytics._config import DEFAULT_FLUSH_AT, Config, resolve_aliases
+from analytics._context import _current
 from analytics._exceptions import ConfigError, InvalidEventError
 from analytics._log import ClientLog
 from analytics._message import (
@@ -224,7 +225,7 @@ class Client(SegmentAttributes):
         fields = {"traits": _mapping(traits, "traits") or {}}
         anon = _anonymous(anonymous_id, session_id)
         return self._put(
-            build("identify", fields, user_id, anon, context, timestamp, integrations, message_id)
+            _build("identify", fields, user_id, anon, context, timestamp, integrations, message_id)
         )
 
     def track(
@@ -246,7 +247,7 @@ class Client(SegmentAttributes):
         fields = {"event": event, "properties": _mapping(properties, "properties") or {}}
         anon = anonymous_id if session_id is None else _anonymous(anonymous_id, session_id)
         return self._put(
-            build("track", fields, user_id, anon, context, timestamp, integrations, message_id)
+            _build("track", fields, user_id, anon, context, timestamp, integrations, message_id)
         )
 
     def page(
@@ -327,7 +328,9 @@ class Client(SegmentAttributes):
                 fields[key] = value
         fields["properties"] = _mapping(properties, "properties") or {}
         return self._put(
-            build(kind, fields, user_id, anonymous_id, context, timestamp, integrations, message_id)
+            _build(
+                kind, fields, user_id, anonymous_id, context, timestamp, integrations, message_id
+            )
         )
 
     def group(
@@ -350,7 +353,7 @@ class Client(SegmentAttributes):
         fields = {"groupId": gid, "traits": _mapping(traits, "traits") or {}}
         anon = _anonymous(anonymous_id, session_id)
         return self._put(
-            build("group", fields, user_id, anon, context, timestamp, integrations, message_id)
+            _build("group", fields, user_id, anon, context, timestamp, integrations, message_id)
         )
 
     def alias(
@@ -370,7 +373,7 @@ class Client(SegmentAttributes):
             raise InvalidEventError("alias() needs user_id")
         fields = {"previousId": pid}
         return self._put(
-            build("alias", fields, user_id, None, context, timestamp, integrations, message_id)
+            _build("alias", fields, user_id, None, context, timestamp, integrations, message_id)
         )
 
     def enqueue(self, message: Mapping[str, Any], *, timeout: float = 0.0) -> Result:
@@ -529,6 +532,23 @@ def _clamp_flush_at(options: dict[str, Any], log: ClientLog) -> None:
     if isinstance(size, int) and isinstance(flush_at, int) and 0 < size < flush_at:
         log.debug("analytics: flush_at lowered from %d to max_queue_size (%d)", flush_at, size)
         options["flush_at"] = size
+
+
+def _build(
+    kind: str,
+    fields: dict[str, Any],
+    user_id: object,
+    anonymous_id: object,
+    context: object,
+    timestamp: object,
+    integrations: object,
+    message_id: object,
+) -> Message:
+    """`build`, with the ids and context of the current ``analytics.context`` block, if any."""
+    frame = _current.get()
+    if frame is not None and isinstance(context, Mapping | None):
+        user_id, anonymous_id, context = frame.fill(user_id, anonymous_id, context)  # type: ignore[arg-type]
+    return build(kind, fields, user_id, anonymous_id, context, timestamp, integrations, message_id)
 
 
 def _discard(data: bytes) -> None:
