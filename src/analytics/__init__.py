@@ -31,7 +31,8 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Any
 
-    from analytics._client import Client, Id, Result, Stats, Timestamp
+    from analytics._base import Id, Result, Timestamp
+    from analytics._client import Client, Stats
     from analytics._reporting import ErrorCallback, FailureCallback, SuccessCallback
     from analytics._retry import Outcome as Response
 
@@ -127,7 +128,7 @@ if TYPE_CHECKING:
     init = Client  # for type checkers: init() takes exactly Client()'s parameters
     from typing_extensions import Unpack
 
-    from analytics._client import AsyncOption
+    from analytics._base import AsyncOption
     from analytics._context import context
 else:
     init = _init

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from analytics._retry import Outcome, parse_retry_after
 from analytics._version import __version__
 
-__all__ = ["GZIP_LEVEL", "HTTPTransport", "Transport"]
+__all__ = ["GZIP_LEVEL", "AsyncTransport", "HTTPTransport", "Transport"]
 
 #: zlib level for gzip bodies: 1 is several times faster than 6 and JSON still shrinks ~6x.
 GZIP_LEVEL = 1
@@ -41,6 +41,18 @@ class Transport(Protocol):
 
     def close(self) -> None:
         """Release connections; called once, at shutdown."""
+        ...
+
+
+class AsyncTransport(Protocol):
+    """`Transport` for `AsyncClient`: the same calls, as coroutines on the client's loop."""
+
+    async def send(self, body: bytes, retry_count: int, timeout: float | None = None) -> Outcome:
+        """POST ``body``; never raises for network or HTTP problems (see `Transport.send`)."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections; awaited once, at shutdown."""
         ...
 
 
