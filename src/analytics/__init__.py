@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Any
 
+    from analytics._async import AsyncClient
     from analytics._base import Id, Result, Timestamp
     from analytics._client import Client, Stats
     from analytics._reporting import ErrorCallback, FailureCallback, SuccessCallback
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AnalyticsError",
+    "AsyncClient",
     "Client",
     "ConfigError",
     "DeliveryError",
@@ -96,6 +98,10 @@ def _lazy(name: str) -> Any:
         from analytics import _client  # noqa: PLC0415
 
         return getattr(_client, name)
+    if name == "AsyncClient":
+        from analytics._async import AsyncClient  # noqa: PLC0415
+
+        return AsyncClient
     if name == "context":
         from analytics._context import context  # noqa: PLC0415
 

@@ -10,6 +10,7 @@ argument) raises, as a ValueError or TypeError subclass. Callbacks and the drop 
 
 from __future__ import annotations
 
+import atexit
 import datetime as dt
 import logging
 import os
@@ -25,7 +26,16 @@ from analytics._context import _current
 from analytics._core import Core
 from analytics._exceptions import ConfigError, InvalidEventError
 from analytics._log import ClientLog
-from analytics._message import _id, _mapping, _text, build, encode, load_encoder, normalize_message
+from analytics._message import (
+    _id,
+    _mapping,
+    _text,
+    build,
+    encode,
+    load_encoder,
+    normalize_message,
+    reseed_ids,
+)
 from analytics._reporting import (
     ErrorCallback,
     FailureCallback,
@@ -62,6 +72,13 @@ class Stats:
     dropped: dict[str, int] = field(default_factory=dict)
     #: messages the spool could not take (kept in memory instead)
     unspooled: int = 0
+
+
+#: The clients of this process that were not shut down: the exit hook drains each (so a
+#: client dropped without shutdown still delivers at exit, as the README promises) and the
+#: fork hook resets each. A client leaves the set at shutdown and may then be collected.
+_live: set[BaseClient] = set()
+_logger = logging.getLogger("analytics")
 
 
 class BaseClient(SegmentAttributes):
@@ -153,7 +170,11 @@ class BaseClient(SegmentAttributes):
         )
 
     def _make_sender(self, buffer: Buffer, **core: Any) -> Core:
-        """The subclass's sender over ``buffer``."""
+        """The subclass's sender over ``buffer`` (it adds the client to `_live`)."""
+        raise NotImplementedError
+
+    def _begin_exit(self) -> Callable[[], None] | None:
+        """At process exit: start draining; return what waits for the end (bounded)."""
         raise NotImplementedError
 
     def _make_buffer(self, max_bytes: int) -> Buffer:
@@ -402,6 +423,13 @@ class BaseClient(SegmentAttributes):
     def _drop(self, reason: str, msg: Message) -> None:
         self._reports.drop(reason, msg)
 
+    def _log_drops(self) -> None:
+        dropped = dict(self._reports.dropped)
+        if dropped:
+            self._log.warning(
+                "analytics: %d message(s) were dropped in all: %s", sum(dropped.values()), dropped
+            )
+
     @property
     def stats(self) -> Stats:
         """A snapshot of the counters: queued, sent, failed, retried, dropped by reason."""
@@ -464,3 +492,35 @@ def _anonymous(anonymous_id: Id, session_id: Id) -> Id:
     if anonymous_id is not None and anonymous_id != session_id:
         raise InvalidEventError("give anonymous_id or session_id (the same thing), not both")
     return session_id
+
+
+def _after_fork_in_child() -> None:
+    reseed_ids()
+    for client in list(_live):
+        client._sender.after_fork_in_child()
+
+
+def _exit_all() -> None:
+    """Drain every live client in parallel: the whole exit takes at most one ``exit_timeout``.
+
+    Each client starts draining first (threads, loops and exit threads work meanwhile), then
+    each is waited for, each wait bounded by that client's own deadline.
+    """
+    finishing = []
+    for client in list(_live):
+        try:
+            finish = client._begin_exit()
+        except Exception:
+            _logger.exception("analytics: error while draining at exit")
+            continue
+        if finish is not None:
+            finishing.append(finish)
+    for finish in finishing:
+        try:
+            finish()
+        except Exception:
+            _logger.exception("analytics: error while draining at exit")
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+atexit.register(_exit_all)

@@ -6,17 +6,14 @@ shell `analytics._sender.Sender` over the shared core (`analytics._core`).
 
 from __future__ import annotations
 
-import atexit
 import logging
-import os
 import threading
-import weakref
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from analytics._base import BaseClient, Stats
+from analytics._base import BaseClient, Stats, _live
 from analytics._buffer import Buffer
 from analytics._exceptions import ConfigError
-from analytics._message import reseed_ids
 from analytics._sender import Sender
 from analytics._transport import HTTPTransport, Transport
 
@@ -29,7 +26,6 @@ __all__ = ["Client", "Stats"]
 
 logger = logging.getLogger("analytics")
 
-_clients: weakref.WeakSet[Client] = weakref.WeakSet()
 #: Guards the creation of the module-level default client (analytics.init / first call).
 default_lock = threading.Lock()
 
@@ -53,7 +49,7 @@ class Client(BaseClient):
             # its import (~50 ms) would otherwise delay the first delivery and hold the GIL
             # while the application makes its first calls.
             import urllib3  # noqa: F401, PLC0415
-        _clients.add(self)
+        _live.add(self)
         return Sender(buffer, transport_factory=self._make_transport, **core)
 
     def _make_transport(self) -> Transport:
@@ -96,15 +92,9 @@ class Client(BaseClient):
         """
         limit = self.config.flush_timeout if timeout is None else timeout
         ok = self._sender.shutdown(limit)
+        _live.discard(self)
         self._log_drops()
         return ok
-
-    def _log_drops(self) -> None:
-        dropped = dict(self._reports.dropped)
-        if dropped:
-            self._log.warning(
-                "analytics: %d message(s) were dropped in all: %s", sum(dropped.values()), dropped
-            )
 
     def join(self, timeout: float | None = None) -> bool:
         """Segment 2.x's name for `shutdown`."""
@@ -120,51 +110,21 @@ class Client(BaseClient):
         """Shut down, delivering what is queued (bounded by ``flush_timeout``)."""
         self.shutdown()
 
-    def _begin_exit(self) -> float | None:
-        """At exit: start draining, to end ``exit_timeout`` from now; the deadline, or None."""
+    def _begin_exit(self) -> Callable[[], None] | None:
+        """At exit: start draining (to end ``exit_timeout`` from now); what finishes it."""
         if not self.config.flush_at_exit or self._sender.closed:
             return None
         deadline = self._sender.clock.monotonic() + self.config.exit_timeout
         self._sender.begin_shutdown(deadline)
-        return deadline
 
-    def _finish_exit(self, deadline: float) -> None:
-        self._sender.finish_shutdown(deadline)  # it logs what it could not deliver
-        self._log_drops()
+        def finish() -> None:
+            self._sender.finish_shutdown(deadline)  # it logs what it could not deliver
+            self._log_drops()
+
+        return finish
 
 
 #: The keyword parameters of Client() that are options (Config fields or their aliases).
-
-
-def _after_fork_in_child() -> None:
-    reseed_ids()
-    for client in list(_clients):
-        client._sender.after_fork_in_child()
-
-
-def _exit_all() -> None:
-    """Drain every live client in parallel: the whole exit takes at most one ``exit_timeout``."""
-    started: list[tuple[Client, float]] = []
-    for client in list(_clients):
-        try:
-            deadline = client._begin_exit()
-        except Exception:
-            logger.exception("analytics: error while draining at exit")
-            continue
-        if deadline is not None:
-            started.append((client, deadline))
-    for client, deadline in started:
-        try:
-            client._finish_exit(deadline)
-        except Exception:
-            logger.exception("analytics: error while draining at exit")
-
-
-# Public classes show as analytics.X (httpx's habit), not as the private module they live in.
-Client.__module__ = Stats.__module__ = "analytics"
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
-atexit.register(_exit_all)
 
 
 def _is_async(transport: object) -> bool:

@@ -173,7 +173,7 @@ class Core:
             self._report(items, result, refused, outcome)
         finally:
             if owned:
-                self.buffer.ack(batch)
+                self._ack(batch)
             self._notify()
 
     def _report(self, items: list[bytes], result: Result, refused: Any, outcome: Outcome) -> None:
@@ -208,9 +208,17 @@ class Core:
 
     def _cut(self, batch: Batch, owned: bool) -> None:
         """The deadline came first: a spool keeps the batch; from memory it is reported."""
-        if owned and self.buffer.release(batch):
+        if owned and self._release(batch):
             return
         self._fail(batch.items, "shutdown_timeout", "shutdown deadline reached")
+
+    def _ack(self, batch: Batch) -> None:
+        """Forget a settled batch (a shell whose loop must not touch the disk overrides it)."""
+        self.buffer.ack(batch)
+
+    def _release(self, batch: Batch) -> bool:
+        """Give a cut batch back; True when the buffer keeps it (see `_ack`)."""
+        return self.buffer.release(batch)
 
     def _fail(self, items: list[bytes], reason: str, detail: str) -> None:
         if not items:
