@@ -259,4 +259,4 @@ def test_health_and_unknown_routes(
     assert missing.json["success"] is False
     wrong_method = request(collector.url, "GET", "/v1/track")
     assert wrong_method.status == 405
-    assert post(collector.url, "/v1/m", {"series": []}).status == 200
+    assert post(collector.url, "/v1/m", {"series": []}).status == 404  # not served
