@@ -248,3 +248,12 @@ def test_events_table_escapes_control_characters(
     # --json stays exact: JSON escapes control characters itself.
     as_json = cli("events", "--db", str(db), "--json")
     assert orjson.loads(as_json.stdout.splitlines()[0])["userId"] == HOSTILE
+
+
+def test_error_messages_escape_control_characters(tmp_path: Path) -> None:
+    db = tmp_path / "\x1b]0;pwned\x07\x1b[2J.db"
+    result = cli("events", "--db", str(db))
+    assert result.returncode == 1
+    assert "\x1b" not in result.stderr
+    assert "\x07" not in result.stderr
+    assert "\\x1b]0;pwned\\x07\\x1b[2J.db" in result.stderr

@@ -22,6 +22,7 @@ from typing import Any
 import click
 import orjson
 
+from analytics._wire import parse_timestamp
 from analytics.cli._escape import echo
 from analytics.collector._admin import AdminAccess
 from analytics.collector._db import is_url, open_store, redact
@@ -32,7 +33,6 @@ from analytics.collector._run import LOG_FORMAT, run
 from analytics.collector._schema import SchemaError
 from analytics.collector._server import CollectorServer
 from analytics.collector._store import StoreError
-from analytics.collector._time import parse_timestamp
 
 __all__ = ["events_command", "serve_command"]
 

@@ -14,7 +14,8 @@ What:
 - **Idle timeout** (``idle_timeout``, 30 s): a keep-alive connection with no request in
   progress is closed after it. The body itself is bounded by ``read_timeout`` (._body).
 - **Connection cap** (``max_connections``, 1,000, never more than the open-file limit minus
-  :data:`FD_RESERVE` and :data:`REFUSING_MAX`, so accepting never runs out of descriptors): a
+  :data:`FD_RESERVE`, :data:`REFUSING_MAX` and :data:`ACCEPT_BATCH`, so that accepting does
+  not run out of descriptors): a
   connection past it is answered ``503`` with ``Retry-After`` and closed (clients retry 503).
   With :data:`REFUSING_MAX` refusals already in progress, new connections are closed at once.
 - **Body bytes in flight** (``max_body_bytes``, 64 MiB): each request reserves its
@@ -33,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -49,6 +51,7 @@ if sys.platform != "win32":
     import resource
 
 __all__ = [
+    "ACCEPT_BATCH",
     "DEFAULT_SERVER_LIMITS",
     "FD_RESERVE",
     "REFUSING_MAX",
@@ -66,6 +69,9 @@ log = logging.getLogger("analytics.collector")
 FD_RESERVE = 64
 #: Connections being answered 503 at once; past it, new ones are closed without an answer.
 REFUSING_MAX = 64
+#: Connections asyncio accepts in one go, before any is counted (its ``backlog`` argument):
+#: they hold descriptors too, so they are kept out of the cap.
+ACCEPT_BATCH = 64
 RETRY_AFTER_SECONDS = 2
 _REFUSAL_LINGER = 2.0  # seconds a refused connection may take to read its 503
 
@@ -275,12 +281,29 @@ class _Refusal(asyncio.Protocol):
         self._guard.refusing -= 1
 
 
+async def listen(
+    sock: socket.socket, factory: Callable[[], asyncio.Protocol], backlog: int
+) -> asyncio.AbstractServer:
+    """Serve ``sock`` with ``factory``: asyncio accepts at most :data:`ACCEPT_BATCH`
+    connections per wake-up, while the kernel still queues ``backlog`` of them.
+
+    asyncio uses one ``backlog`` for both. A large batch accepted at once can exhaust the
+    descriptors before any connection is counted, and on Python 3.11 each failed ``accept()``
+    of the batch then schedules its own retry (1,024 of them, measured).
+    """
+    server = await asyncio.get_running_loop().create_server(
+        factory, sock=sock, backlog=ACCEPT_BATCH
+    )
+    sock.listen(backlog)  # asyncio's listen(ACCEPT_BATCH) would shorten the kernel queue
+    return server
+
+
 class Guard:
     """The connections of one server: the cap, their deadlines and the body budget."""
 
     def __init__(self, limits: ServerLimits, fd_limit: int) -> None:
         self.limits = limits
-        room = fd_limit - FD_RESERVE - REFUSING_MAX
+        room = fd_limit - FD_RESERVE - REFUSING_MAX - ACCEPT_BATCH
         self.max_connections = max(1, min(limits.max_connections, room))
         self.budget = BodyBudget(limits.max_body_bytes)
         self.refusing = 0

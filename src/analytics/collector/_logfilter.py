@@ -25,7 +25,11 @@ __all__ = ["ACCEPT_LOG_INTERVAL", "AcceptErrors", "OneLine", "install", "redact"
 ACCEPT_LOG_INTERVAL = 10.0
 #: aiohttp's loggers that can see a request (``aiohttp.access`` is off in the collector).
 SERVER_LOGGERS = ("aiohttp.server", "aiohttp.web", "aiohttp.access", "aiohttp.internal")
-_ACCEPT_ERROR = "socket.accept() out of system resource"
+_ACCEPT_ERRORS = (
+    "socket.accept() out of system resource",
+    # The retry asyncio scheduled after a failed accept(), run after the socket was closed.
+    "Exception in callback BaseSelectorEventLoop._start_serving",
+)
 
 _SECRETS = (
     # Authorization: <scheme> <credentials>, or the credentials alone after a scheme name.
@@ -77,7 +81,7 @@ class AcceptErrors(logging.Filter):
         self._skipped = 0
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not str(record.msg).startswith(_ACCEPT_ERROR):
+        if not str(record.msg).startswith(_ACCEPT_ERRORS):
             return True
         now = self._clock()
         if now < self._next:

@@ -42,6 +42,7 @@ from analytics.collector._guard import (
     DEFAULT_SERVER_LIMITS,
     Guard,
     ServerLimits,
+    listen,
     raise_fd_limit,
 )
 from analytics.collector._limits import DEFAULT_LIMITS, Limits
@@ -56,6 +57,7 @@ __all__ = ["CollectorServer"]
 log = logging.getLogger("analytics.collector")
 
 _SETTLE_ITERATIONS = 20
+_BACKLOG = 1024  # connections the kernel queues before they are accepted
 #: aiohttp's request handler options (the handlers are made by ._guard's protocol factory).
 _HANDLER_ARGS: dict[str, Any] = {
     "access_log": None,
@@ -285,14 +287,13 @@ class CollectorServer:
             self._sock = socket.create_server(
                 (self._host.strip("[]"), self._port),
                 family=family,
-                backlog=1024,
+                backlog=_BACKLOG,
                 reuse_port=self._reuse_port,
             )
             if runner.server is None:  # setup() sets it
                 raise RuntimeError("the aiohttp runner has no server")
             factory = guard.protocol_factory(runner.server, _HANDLER_ARGS)
-            loop = asyncio.get_running_loop()
-            self._listener = await loop.create_server(factory, sock=self._sock, backlog=1024)
+            self._listener = await listen(self._sock, factory, _BACKLOG)
         except BaseException:
             if self._sock is not None:
                 self._sock.close()
