@@ -61,7 +61,8 @@ def test_messages_refused_inside_a_200_are_reported_by_line(
     result = run_cli(["import", str(path), "--host", server.url])
     assert result.returncode == 1, result.stderr
     assert "unknown origin" not in result.stderr
-    assert f"{path}:2-3: not delivered: the collector refused it" in result.stderr
+    assert f"{path}:2: not delivered: the collector refused it" in result.stderr
+    assert f"{path}:3: not delivered: the collector refused it" in result.stderr
     assert "as stored; the limit is 1,112" in result.stderr
     assert sorted(m["userId"] for m in server.store.events()) == ["u1", "u4"]
 
