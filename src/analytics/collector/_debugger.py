@@ -292,7 +292,7 @@ class Debugger:
         while True:
             try:
                 message = await asyncio.wait_for(viewer.next(), KEEPALIVE)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 await response.write(b": keepalive\n\n")
                 continue
             if message is None:
