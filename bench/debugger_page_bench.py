@@ -16,18 +16,20 @@ import argparse
 import base64
 import http.client
 import json
-import shutil
+import os
 import statistics
-import tempfile
+import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import orjson
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from analytics.collector import CollectorServer
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from debugger_browser import live_page
 
 _PROBE = """() => {
   window.__delays = []; window.__gaps = []; window.__long = [];
@@ -84,18 +86,7 @@ def main() -> None:
     ap.add_argument("--rate", type=int, default=2000)
     ap.add_argument("--seconds", type=float, default=10.0)
     args = ap.parse_args()
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        raise SystemExit("needs chromium on PATH (apt-get install chromium)")
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        CollectorServer(Path(tmp) / "p.db") as server,
-        sync_playwright() as playwright,
-    ):
-        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1280, "height": 800})
-        page.goto(server.url + "/")
-        expect(page.locator("#status")).to_have_text("Live", timeout=10_000)
+    with live_page(1280, 800) as (server, page):
         page.evaluate(_PROBE)
         sent: list[int] = []
         sender = threading.Thread(target=_send, args=(server, args.rate, args.seconds, sent))
@@ -109,7 +100,6 @@ def main() -> None:
             " rows: document.getElementById('rows').children.length,"
             " types: document.getElementById('types').textContent})"
         )
-        browser.close()
     delays, gaps, long_tasks = probe["delays"], probe["gaps"], probe["long"]
     result = {
         "events": sent[0],
