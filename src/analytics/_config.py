@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -35,6 +36,9 @@ DEFAULT_EXIT_TIMEOUT = 5.0
 DEFAULT_FLUSH_TIMEOUT = 30.0
 DEFAULT_SPOOL_MAX_BYTES = 256 * 2**20
 DEFAULT_SPOOL_INTERVAL = 1.0
+#: Segment 2.4's defaults: give a batch up after 12 h of failures, or 30 min of rate limiting.
+DEFAULT_MAX_TOTAL_BACKOFF = 43_200.0
+DEFAULT_MAX_RATE_LIMIT = 1_800.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -61,6 +65,8 @@ class Config:
     spool_max_bytes: int = DEFAULT_SPOOL_MAX_BYTES
     spool_interval: float = DEFAULT_SPOOL_INTERVAL
     spool_fsync: bool = False
+    max_total_backoff_duration: float = DEFAULT_MAX_TOTAL_BACKOFF
+    max_rate_limit_duration: float = DEFAULT_MAX_RATE_LIMIT
 
     def __post_init__(self) -> None:
         """Check every value and combination; raise `ConfigError` naming the option."""
@@ -68,6 +74,12 @@ class Config:
             raise ConfigError("write_key must be a non-empty string")
         if not isinstance(self.host, str) or not self.host.startswith(("http://", "https://")):
             raise ConfigError(f"host must be an http:// or https:// URL, not {self.host!r}")
+        for name in ("sync_mode", "send", "gzip", "log", "flush_at_exit", "spool_fsync"):
+            value = getattr(self, name)
+            if not isinstance(value, bool):
+                raise ConfigError(f"{name} must be True or False, not {value!r}")
+        _check_int("log_level", self.log_level, 0, None)
+        _check_proxies(self.proxies)
         _check_int("flush_at", self.flush_at, 1, MAX_BATCH_COUNT)
         _check_int("max_queue_size", self.max_queue_size, 1, None)
         _check_int("max_retries", self.max_retries, 0, None)
@@ -78,10 +90,37 @@ class Config:
         _check_int("spool_max_bytes", self.spool_max_bytes, 1, None)
         if self.spool is not None and not isinstance(self.spool, str | os.PathLike):
             raise ConfigError(f"spool must be a file path, not {type(self.spool).__name__}")
+        for name in ("max_total_backoff_duration", "max_rate_limit_duration"):
+            value = getattr(self, name)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not 0 <= value < math.inf
+            ):
+                raise ConfigError(f"{name} must be a non-negative number of seconds, not {value!r}")
         for name in ("flush_after", "timeout", "exit_timeout", "flush_timeout", "spool_interval"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-                raise ConfigError(f"{name} must be a positive number of seconds, not {value!r}")
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not 0 < value < math.inf
+            ):
+                raise ConfigError(
+                    f"{name} must be a positive, finite number of seconds, not {value!r}"
+                )
+
+
+def _check_proxies(proxies: object) -> None:
+    """A proxy URL, or a requests-style mapping of scheme to proxy URL (all strings)."""
+    if proxies is None or isinstance(proxies, str):
+        return
+    if not isinstance(proxies, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in proxies.items()
+    ):
+        raise ConfigError(
+            "proxies must be a proxy URL or a mapping of scheme to proxy URL "
+            f'(e.g. {{"https": "http://proxy:3128"}}), not {proxies!r}'
+        )
 
 
 def _check_int(name: str, value: object, low: int, high: int | None) -> None:
@@ -90,6 +129,11 @@ def _check_int(name: str, value: object, low: int, high: int | None) -> None:
     if value < low or (high is not None and value > high):
         bound = f"between {low} and {high}" if high is not None else f"at least {low}"
         raise ConfigError(f"{name} must be {bound}, not {value}")
+
+
+def _check_bool(name: str, value: object) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name} must be True or False, not {value!r}")
 
 
 def seconds(name: str, value: object) -> float:
@@ -117,8 +161,10 @@ def resolve_aliases(options: dict[str, Any]) -> dict[str, Any]:
             continue
         value = given
         if name in ("async", "async_"):
+            _check_bool(name, given)
             field, value = "sync_mode", not given
         elif name == "debug":
+            _check_bool(name, given)
             if not given:
                 continue
             field, value = "log_level", logging.DEBUG

@@ -1,18 +1,21 @@
 """The retry policy (SPEC §4.2): an immutable value that decides, never sleeps.
 
 `RetryPolicy.decide(state, outcome, now, rand)` answers "deliver again after d seconds" or
-"give up, because ...". The worker and the sync sender do the waiting, on an Event that flush
-and shutdown can set, so a wait is always cut short by them.
+"give up, because ...". `analytics._delivery` runs it for each batch;
+the sender loop does the waiting, which only a shutdown deadline cuts short.
 
 Rules:
-- 2xx (and 3xx) is delivered.
+- Only a 2xx is delivered. A 3xx is a final ``http_error``: redirects are never followed (a
+  collector that moved must be given its new ``host``), and never counted as sent.
 - 408, 410, 429, 460 and every 5xx except 501, 505 and 511 are retried, as are network errors
   and timeouts (the message ids make a retried batch idempotent at a deduplicating collector).
 - Every other status (400, 401, 413 ...) is final: the batch is reported as failed.
 - Backoff is exponential from 0.5 s, capped at 60 s, with ±10 % jitter; at most `max_retries`
   retries (10), and never more than 12 hours from the first attempt.
 - A ``Retry-After`` header (seconds or an HTTP date) is honoured, clamped to [1 s, 300 s]. Such
-  waits do not use up `max_retries` but are limited to `max_rate_limited` (20) of their own.
+  waits do not use up `max_retries` but are limited to `max_rate_limited` (20) of their own, and
+  to `max_rate_limit_total` seconds (30 min, Segment 2.4's ``max_rate_limit_duration``) from the
+  first one; past either, the batch is given up (``retries_exhausted``).
 """
 
 from __future__ import annotations
@@ -37,11 +40,13 @@ class Outcome:
     retry_after: float | None = None
     error: str = ""
     body: bytes = b""
+    #: the attempt failed inside this library (a bug): final, reason ``internal_error``
+    internal: bool = False
 
     @property
     def delivered(self) -> bool:
-        """True for 2xx and 3xx answers."""
-        return self.status is not None and 200 <= self.status < 400
+        """True for 2xx answers only (a redirect is not a delivery)."""
+        return self.status is not None and 200 <= self.status < 300
 
     @property
     def retryable(self) -> bool:
@@ -60,6 +65,7 @@ class RetryState:
     attempts: int = 0
     retries: int = 0
     rate_limited: int = 0
+    rate_limited_since: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -73,6 +79,7 @@ class RetryPolicy:
     retry_after_min: float = 1.0
     retry_after_cap: float = 300.0
     max_rate_limited: int = 20
+    max_rate_limit_total: float = 1800.0
     max_total: float = 12 * 3600.0
 
     def backoff(self, retries: int, rand: float) -> float:
@@ -93,17 +100,29 @@ class RetryPolicy:
         state = dataclasses.replace(state, attempts=state.attempts + 1)
         if outcome.delivered:
             return state, None, ""
-        if not outcome.retryable:
-            return state, None, "http_error"
+        if outcome.internal or not outcome.retryable:
+            return state, None, "internal_error" if outcome.internal else "http_error"
         if now - state.started >= self.max_total:
             return state, None, "retries_exhausted"
         if outcome.retry_after is not None and state.rate_limited < self.max_rate_limited:
-            delay = min(self.retry_after_cap, max(self.retry_after_min, outcome.retry_after))
-            return dataclasses.replace(state, rate_limited=state.rate_limited + 1), delay, ""
+            return self._rate_limited(state, outcome.retry_after, now)
         if state.retries >= self.max_retries:
             return state, None, "retries_exhausted"
         delay = self.backoff(state.retries, rand)
         return dataclasses.replace(state, retries=state.retries + 1), delay, ""
+
+    def _rate_limited(
+        self, state: RetryState, retry_after: float, now: float
+    ) -> tuple[RetryState, float | None, str]:
+        """Wait as the collector asked, unless the batch has been rate-limited too long."""
+        since = now if state.rate_limited_since is None else state.rate_limited_since
+        if now - since > self.max_rate_limit_total:
+            return state, None, "retries_exhausted"
+        delay = min(self.retry_after_cap, max(self.retry_after_min, retry_after))
+        limited = dataclasses.replace(
+            state, rate_limited=state.rate_limited + 1, rate_limited_since=since
+        )
+        return limited, delay, ""
 
 
 def parse_retry_after(value: str | None, now_wall: float) -> float | None:

@@ -49,7 +49,7 @@ from typing import Any
 
 from analytics._exceptions import AnalyticsError
 
-__all__ = ["DEFAULT_MAX_BYTES", "Spool", "SpoolError"]
+__all__ = ["DEFAULT_MAX_BYTES", "Spool", "SpoolBusy", "SpoolError"]
 
 logger = logging.getLogger("analytics")
 
@@ -103,6 +103,10 @@ _EXPLAIN = {
 
 class SpoolError(AnalyticsError):
     """The spool cannot be used: the message says why (corrupt, read-only, full, locked)."""
+
+
+class SpoolBusy(SpoolError):
+    """Another connection held the file's lock past the busy timeout: try again later."""
 
 
 class Spool:
@@ -162,8 +166,8 @@ class Spool:
         """Show the path."""
         return f"<analytics Spool {str(self.path)!r}>"
 
-    def append(self, items: list[bytes]) -> int:
-        """Commit one chunk durably; return how many messages were dropped to stay in bounds.
+    def append(self, items: list[bytes]) -> list[bytes]:
+        """Commit one chunk durably; return the messages dropped to stay in bounds.
 
         Dropped are the oldest chunks no process holds, possibly this one if it alone is
         over ``max_bytes``. Items are joined by ``b"\\n"``: they must not contain a raw
@@ -173,7 +177,7 @@ class Spool:
             SpoolError: disk full, read-only, locked past the busy timeout, corrupt.
         """
         if not items:
-            return 0
+            return []
         data = b"\n".join(items)
         with self._guard("append"):
             conn = self._connection()
@@ -184,7 +188,7 @@ class Spool:
             self.last_chunk_id = int(cursor.lastrowid or 0)
             conn.execute("INSERT INTO blobs (id, data) VALUES (?, ?)", (self.last_chunk_id, data))
             (total,) = conn.execute("SELECT bytes FROM totals WHERE k = 0").fetchone()
-            dropped = self._trim(conn, total - self.max_bytes) if total > self.max_bytes else 0
+            dropped = self._trim(conn, total - self.max_bytes) if total > self.max_bytes else []
             conn.execute("COMMIT")
         return dropped
 
@@ -228,6 +232,11 @@ class Spool:
         `pending_through` of it, so it also waits for chunks an earlier process left."""
         return int(self._execute("count", "SELECT COALESCE(MAX(id), 0) FROM chunks", ())[0])
 
+    def release_all(self) -> None:
+        """Give back every chunk this process holds (another process may send them)."""
+        sql = "UPDATE chunks SET lease = NULL WHERE lease = ?"
+        self._execute("release", sql, (self._lease,))
+
     def after_fork_in_child(self) -> None:
         """In a forked child: drop the parent's connection and lease identity (idempotent)."""
         if self._pid == os.getpid():
@@ -248,7 +257,7 @@ class Spool:
         if self._closed:
             return
         try:
-            self._execute("close", "UPDATE chunks SET lease = NULL WHERE lease = ?", (self._lease,))
+            self.release_all()
         except SpoolError as exc:
             logger.warning("analytics: could not release spooled chunks at close: %s", exc)
         finally:
@@ -283,7 +292,8 @@ class Spool:
             except BaseException as exc:
                 self._rollback()
                 if isinstance(exc, sqlite3.Error):
-                    raise SpoolError(self._explain(what, exc)) from exc
+                    kind = SpoolBusy if _is_busy(exc) else SpoolError
+                    raise kind(self._explain(what, exc)) from exc
                 raise
 
     def _explain(self, what: str, exc: sqlite3.Error) -> str:
@@ -317,18 +327,26 @@ class Spool:
             self._conn = conn
         return self._conn
 
-    def _trim(self, conn: sqlite3.Connection, excess: int) -> int:
-        """Delete the oldest unleased chunks totalling at least ``excess`` bytes."""
-        freed = dropped = 0
+    def _trim(self, conn: sqlite3.Connection, excess: int) -> list[bytes]:
+        """Delete the oldest unleased chunks totalling at least ``excess`` bytes; their messages.
+
+        The messages are returned so that the client reports each one (``spool_full``).
+        """
+        freed = 0
         cut = None
-        cursor = conn.execute("SELECT id, count, size FROM chunks WHERE lease IS NULL ORDER BY id")
-        for chunk_id, count, size in cursor:
-            freed, dropped, cut = freed + size, dropped + count, chunk_id
+        cursor = conn.execute("SELECT id, size FROM chunks WHERE lease IS NULL ORDER BY id")
+        for chunk_id, size in cursor:
+            freed, cut = freed + size, chunk_id
             if freed >= excess:
                 break
         cursor.close()
-        if cut is not None:
-            conn.execute("DELETE FROM chunks WHERE lease IS NULL AND id <= ?", (cut,))
+        if cut is None:
+            return []
+        sql = "SELECT data FROM blobs WHERE id IN (SELECT id FROM chunks WHERE lease IS NULL AND id <= ?)"
+        dropped = [
+            item for (data,) in conn.execute(sql, (cut,)) for item in bytes(data).split(b"\n")
+        ]
+        conn.execute("DELETE FROM chunks WHERE lease IS NULL AND id <= ?", (cut,))
         return dropped
 
     def _reclaim(self, conn: sqlite3.Connection) -> None:
@@ -353,6 +371,14 @@ class Spool:
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    """SQLITE_BUSY or SQLITE_LOCKED: a transient lock, not a broken file."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF in (5, 6)
+    return "locked" in str(exc)
 
 
 def _proc_stat(pid: int) -> tuple[str, str] | None:

@@ -22,7 +22,7 @@ def items(prefix: str, n: int, size: int = 20) -> list[bytes]:
 def test_round_trip(spool: Spool) -> None:
     """What is appended is leased back byte for byte, and ack deletes it."""
     chunk = [*items("a", 5), b"{}", b'{"s":"\\n is escaped"}']
-    assert spool.append(chunk) == 0
+    assert spool.append(chunk) == []
     assert spool.pending() == 7
     got = spool.lease()
     assert got is not None
@@ -36,7 +36,7 @@ def test_round_trip(spool: Spool) -> None:
 
 def test_empty_append_stores_nothing(spool: Spool) -> None:
     """An empty chunk is not stored."""
-    assert spool.append([]) == 0
+    assert spool.append([]) == []
     assert spool.pending() == 0
     assert spool.lease() is None
 
@@ -85,13 +85,13 @@ def test_size_bound_drops_oldest_unleased_and_counts(tmp_path: Path) -> None:
     try:
         chunk_bytes = len(b"\n".join(items("a", 30, 100)))  # 3,029 bytes
         assert chunk_bytes * 3 < 10_000 < chunk_bytes * 4
-        assert spool.append(items("a", 30, 100)) == 0
-        assert spool.append(items("b", 30, 100)) == 0
-        assert spool.append(items("c", 30, 100)) == 0
+        assert spool.append(items("a", 30, 100)) == []
+        assert spool.append(items("b", 30, 100)) == []
+        assert spool.append(items("c", 30, 100)) == []
         held = spool.lease()  # "a" is held: it must survive
         assert held is not None
         assert held[1][0].startswith(b'{"id":"a-0"')
-        assert spool.append(items("d", 30, 100)) == 30  # "b" dropped, not the held "a"
+        assert spool.append(items("d", 30, 100)) == items("b", 30, 100)  # "b", not the held "a"
         assert spool.pending() == 90
         spool.release(held[0])
         seen = []
@@ -107,8 +107,9 @@ def test_chunk_over_the_bound_is_dropped_itself(tmp_path: Path) -> None:
     """A chunk larger than max_bytes on its own cannot be kept: all its messages count."""
     spool = Spool(tmp_path / "s.db", max_bytes=1_000)
     try:
-        assert spool.append(items("a", 5, 100)) == 0
-        assert spool.append(items("big", 20, 100)) == 25  # the older chunk first, then itself
+        assert spool.append(items("a", 5, 100)) == []
+        dropped = spool.append(items("big", 20, 100))  # the older chunk first, then itself
+        assert dropped == items("a", 5, 100) + items("big", 20, 100)
         assert spool.pending() == 0
         assert spool.lease() is None
     finally:

@@ -105,7 +105,7 @@ def test_full_disk_is_reported_then_recovers(tmpfs: Callable[..., Path]) -> None
         assert stored >= 1
         assert spool.pending() == stored * 500
         ballast.unlink()
-        assert spool.append(items("b", 5)) == 0
+        assert spool.append(items("b", 5)) == []
         got = spool.lease()
         assert got is not None
         assert got[1] == chunk
@@ -148,7 +148,7 @@ def test_locked_file_fails_append_and_lease_then_recovers(tmp_path: Path) -> Non
         assert spool.pending() == 2  # WAL readers are not blocked by the writer's lock
         other.execute("ROLLBACK")
         other.close()
-        assert spool.append(items("c", 2)) == 0
+        assert spool.append(items("c", 2)) == []
         got = spool.lease()
         assert got is not None
         assert got[1] == items("a", 2)
