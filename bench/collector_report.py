@@ -63,6 +63,40 @@ def collector(res: dict[str, Any]) -> list[str]:
     ]
 
 
+def postgres(res: dict[str, Any]) -> list[str]:
+    """The PostgreSQL store in the same run (collector_bench.py --postgres), if measured."""
+    pg = (res.get("collector") or {}).get("postgres")
+    if not pg or not pg.get("rounds"):
+        return []
+    out = [
+        "### The same ingest into PostgreSQL",
+        "",
+        "`analytics serve --db postgresql://...` against a throw-away PostgreSQL 15 cluster on "
+        "the same machine (it shares the 2 cores with the collector and the senders); the "
+        "floor is `orjson.loads` of the same bodies plus one `COPY` of the same rows over one "
+        "connection, no HTTP. CPU per event from /proc, for the collector's processes and for "
+        "PostgreSQL's backends apart.",
+        "",
+        "| collector processes | events/s | vs floor | collector CPU µs/event | PostgreSQL CPU µs/event |",
+        "|---|---|---|---|---|",
+    ]
+    for n in sorted(pg["rounds"], key=int):
+        rounds = pg["rounds"][n]
+        ev = agg([r["events_per_s"] for r in rounds])
+        vs = agg([r["vs_floor"] for r in rounds])
+        col = agg([r["cpu_us_per_event"]["collector"] for r in rounds])
+        db = agg([r["cpu_us_per_event"]["postgresql"] for r in rounds])
+        out.append(
+            f"| {n} | {ev.fmt(0, True) if ev else '-'} | {vs.fmt(2) if vs else '-'}× "
+            f"| {col.fmt(1) if col else '-'} | {db.fmt(1) if db else '-'} |"
+        )
+    floor = pg.get("median_floor_events_per_s")
+    ratio = pg.get("median_2_over_1")
+    if floor:
+        out += ["", f"Floor: {floor:,.0f} events/s. Two processes / one: {ratio:.2f}× (per round)."]
+    return [*out, ""]
+
+
 def _processes(rounds: list[dict[str, Any]]) -> str:
     counts = sorted({r.get("processes") for r in rounds if r.get("processes")})
     return "/".join(map(str, counts)) or "?"

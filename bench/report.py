@@ -274,6 +274,7 @@ def write(res: dict[str, Any]) -> list[Path]:
         *spool(res),
         *async_report.asyncio_section(res),
         *collector_report.collector(res),
+        *collector_report.postgres(res),
         *collector_report.cli_import(res),
         *collector_report.profile(res),
     ]
