@@ -92,7 +92,7 @@ class AsyncSender(Core):
             return "shut_down"
         task = self._task
         if task is None or task.done():  # first call, or the bound loop has ended
-            self._bind()
+            self._bind(first=task is None)
         n = self.buffer.put(data)
         if n < 0:
             return "queue_full"
@@ -143,11 +143,14 @@ class AsyncSender(Core):
         with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: exit delivers
             loop.call_soon_threadsafe(event.set)
 
-    def _bind(self) -> None:
-        """Bind to the running loop (again, if the loop bound before has ended)."""
+    def _bind(self, *, first: bool = True) -> None:
+        """Bind to the running loop (again, if the loop bound before has ended: then a call
+        made outside any loop just queues, and the exit hook or the next loop delivers)."""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
+            if not first:
+                return
             raise RuntimeError(
                 "AsyncClient: make the first call inside a running event loop (the client "
                 "delivers from a task on that loop); later calls may come from any thread"
