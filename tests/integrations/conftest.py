@@ -1,0 +1,131 @@
+"""Real servers on 127.0.0.1 for the framework integrations, and a client that records.
+
+Every server listens on a socket bound before its thread starts, so a request made right away
+waits in the listen backlog instead of racing the server's start (no polling, no sleep).
+``captured`` is the default client for the test, recording what it would send
+(`analytics.testing.capture`).
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import urllib.request
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import pytest
+
+import analytics
+from analytics.testing import Capture, capture
+
+CONCURRENT = 8  # requests held in flight together by the leak tests
+
+
+def get(url: str, headers: dict[str, str] | None = None) -> str:
+    """GET ``url`` over real HTTP with ``headers``; the body as text (raises on non-2xx)."""
+    request = urllib.request.Request(url, headers=headers or {})
+    with urllib.request.urlopen(request, timeout=15) as response:
+        return str(response.read().decode())
+
+
+def get_all(urls_and_headers: list[tuple[str, dict[str, str]]]) -> list[str]:
+    """Make all the requests at once, each on its own thread; their bodies in order."""
+    with ThreadPoolExecutor(len(urls_and_headers)) as pool:
+        return list(pool.map(lambda pair: get(*pair), urls_and_headers))
+
+
+@pytest.fixture
+def captured() -> Iterator[Capture]:
+    """A fresh default client for the test (send=False) whose messages are recorded."""
+    old = analytics.default_client
+    client = analytics.default_client = analytics.Client("test", send=False, flush_at_exit=False)
+    try:
+        with capture(client) as record:
+            yield record
+    finally:
+        analytics.default_client = old
+        client.shutdown()
+
+
+def listening_socket() -> socket.socket:
+    """A TCP socket listening on 127.0.0.1 on a free port."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    return sock
+
+
+@pytest.fixture
+def serve_asgi() -> Iterator[Callable[[Any], str]]:
+    """``serve_asgi(app)`` runs uvicorn in a thread on 127.0.0.1; returns its base URL."""
+    import uvicorn
+
+    running: list[tuple[uvicorn.Server, threading.Thread, socket.socket]] = []
+
+    def serve(app: Any) -> str:
+        sock = listening_socket()
+        # proxy_headers=False: uvicorn would otherwise itself take the client address from
+        # X-Forwarded-For when the peer is 127.0.0.1, and the tests check what *we* do with it.
+        config = uvicorn.Config(
+            app, lifespan="off", log_level="warning", access_log=False, proxy_headers=False
+        )
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+        thread.start()
+        running.append((server, thread, sock))
+        host, port = sock.getsockname()
+        return f"http://{host}:{port}"
+
+    yield serve
+    for server, thread, sock in running:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+        assert not thread.is_alive(), "uvicorn did not stop within 10 s"
+
+
+class _ThreadingWSGIServer(WSGIServer):
+    """wsgiref's server, one thread per request (the leak tests hold requests in flight)."""
+
+    daemon_threads = True
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        threading.Thread(target=self._handle, args=(request, client_address), daemon=True).start()
+
+    def _handle(self, request: Any, client_address: Any) -> None:
+        try:
+            self.finish_request(request, client_address)
+        except Exception:
+            self.handle_error(request, client_address)
+        finally:
+            self.shutdown_request(request)
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, *args: Any) -> None:
+        """No access log on the test's stderr."""
+
+
+@pytest.fixture
+def serve_wsgi() -> Iterator[Callable[[Any], str]]:
+    """``serve_wsgi(app)`` serves a WSGI app (wsgiref, threaded) on 127.0.0.1; its base URL."""
+    running: list[tuple[WSGIServer, threading.Thread]] = []
+
+    def serve(app: Any) -> str:
+        server = make_server(
+            "127.0.0.1", 0, app, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler
+        )
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        running.append((server, thread))
+        return f"http://127.0.0.1:{server.server_port}"
+
+    yield serve
+    for server, thread in running:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
