@@ -8,6 +8,7 @@ waits in the listen backlog instead of racing the server's start (no polling, no
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import urllib.request
@@ -129,3 +130,25 @@ def serve_wsgi() -> Iterator[Callable[[Any], str]]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
+
+
+class AsyncGate:
+    """An asyncio barrier for ``parties`` coroutines of one loop (made lazily on that loop).
+
+    Holding every request at the gate until all have arrived proves they were in flight
+    together; the wait is bounded (10 s).
+    """
+
+    def __init__(self, parties: int) -> None:
+        self.parties = parties
+        self.arrived = 0
+        self._event: asyncio.Event | None = None
+
+    async def wait(self) -> None:
+        """Return once ``parties`` coroutines have called this (TimeoutError after 10 s)."""
+        if self._event is None:
+            self._event = asyncio.Event()
+        self.arrived += 1
+        if self.arrived >= self.parties:
+            self._event.set()
+        await asyncio.wait_for(self._event.wait(), timeout=10)

@@ -24,7 +24,7 @@ import analytics
 from analytics.integrations.asgi import AnalyticsMiddleware
 from analytics.testing import Capture
 
-from .conftest import CONCURRENT, get, get_all
+from .conftest import CONCURRENT, AsyncGate, get, get_all
 
 Serve = Callable[[Any], str]
 
@@ -148,18 +148,13 @@ def test_concurrent_requests_keep_their_own_user(captured: Capture, serve_asgi: 
     """Eight requests held in flight together, async and thread-pool endpoints: no leaks."""
     app = FastAPI()
     app.add_middleware(AnalyticsMiddleware, user_id=header("X-User"))
-    arrived = 0
-    everyone = asyncio.Event()
+    everyone = AsyncGate(CONCURRENT // 2)
     gate = threading.Barrier(CONCURRENT // 2, timeout=10)
 
     @app.get("/async/{n}")
     async def in_loop(n: int) -> str:
-        nonlocal arrived
         analytics.track(event="Before", properties={"n": n})
-        arrived += 1
-        if arrived == CONCURRENT // 2:
-            everyone.set()
-        await asyncio.wait_for(everyone.wait(), timeout=10)
+        await everyone.wait()
         analytics.track(event="After", properties={"n": n})
         return "ok"
 
