@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import socketserver
 import threading
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -112,24 +113,39 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 @pytest.fixture
-def serve_wsgi() -> Iterator[Callable[[Any], str]]:
-    """``serve_wsgi(app)`` serves a WSGI app (wsgiref, threaded) on 127.0.0.1; its base URL."""
-    running: list[tuple[WSGIServer, threading.Thread]] = []
+def serve_forever() -> Iterator[Callable[[socketserver.TCPServer], str]]:
+    """``serve_forever(server)``: run a bound socketserver-based HTTP server in a thread (it is
+    shut down and closed at teardown); returns its base URL."""
+    running: list[tuple[socketserver.TCPServer, threading.Thread]] = []
 
-    def serve(app: Any) -> str:
-        server = make_server(
-            "127.0.0.1", 0, app, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler
-        )
+    def start(server: socketserver.TCPServer) -> str:
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
         running.append((server, thread))
-        return f"http://127.0.0.1:{server.server_port}"
+        host, port = server.server_address[:2]
+        return f"http://{host!s}:{port}"
 
-    yield serve
+    yield start
     for server, thread in running:
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
+
+
+@pytest.fixture
+def serve_wsgi(
+    serve_forever: Callable[[socketserver.TCPServer], str],
+) -> Callable[[Any], str]:
+    """``serve_wsgi(app)`` serves a WSGI app (wsgiref, threaded) on 127.0.0.1; its base URL."""
+
+    def serve(app: Any) -> str:
+        return serve_forever(
+            make_server(
+                "127.0.0.1", 0, app, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler
+            )
+        )
+
+    return serve
 
 
 class AsyncGate:

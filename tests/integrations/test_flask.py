@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import threading
 import urllib.error
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from flask import Flask, g, request
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import make_server
 
 import analytics
 from analytics._context import Frame, current
@@ -20,22 +20,9 @@ from .conftest import CONCURRENT, get, get_all
 
 
 @pytest.fixture
-def serve_werkzeug() -> Iterator[Callable[[Flask], str]]:
-    """``serve_werkzeug(app)``: werkzeug's threaded server in a thread; its base URL."""
-    running: list[tuple[BaseWSGIServer, threading.Thread]] = []
-
-    def serve(app: Flask) -> str:
-        server = make_server("127.0.0.1", 0, app, threaded=True)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        running.append((server, thread))
-        return f"http://127.0.0.1:{server.server_port}"
-
-    yield serve
-    for server, thread in running:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+def serve_werkzeug(serve_forever: Callable[[Any], str]) -> Callable[[Flask], str]:
+    """``serve_werkzeug(app)``: werkzeug's own threaded server on 127.0.0.1; its base URL."""
+    return lambda app: serve_forever(make_server("127.0.0.1", 0, app, threaded=True))
 
 
 def make_app(**options: Any) -> Flask:
