@@ -31,12 +31,15 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Any
 
-    from analytics._client import Client, Id, Result, Stats, Timestamp
+    from analytics._async import AsyncClient
+    from analytics._base import Id, Result, Timestamp
+    from analytics._client import Client, Stats
     from analytics._reporting import ErrorCallback, FailureCallback, SuccessCallback
     from analytics._retry import Outcome as Response
 
 __all__ = [
     "AnalyticsError",
+    "AsyncClient",
     "Client",
     "ConfigError",
     "DeliveryError",
@@ -95,6 +98,10 @@ def _lazy(name: str) -> Any:
         from analytics import _client  # noqa: PLC0415
 
         return getattr(_client, name)
+    if name == "AsyncClient":
+        from analytics._async import AsyncClient  # noqa: PLC0415
+
+        return AsyncClient
     if name == "context":
         from analytics._context import context  # noqa: PLC0415
 
@@ -127,7 +134,7 @@ if TYPE_CHECKING:
     init = Client  # for type checkers: init() takes exactly Client()'s parameters
     from typing_extensions import Unpack
 
-    from analytics._client import AsyncOption
+    from analytics._base import AsyncOption
     from analytics._context import context
 else:
     init = _init

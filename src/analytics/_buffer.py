@@ -58,6 +58,9 @@ class Buffer(Protocol):
     """What the sender loop needs of a buffer (see the module docstring for the contract)."""
 
     max_size: int
+    #: True when take/ack/release/mark/outstanding/evict/close may do disk I/O (the spool):
+    #: an asyncio sender runs them on a worker thread, never on its loop
+    blocking: bool
     #: messages delivered from memory because a spool could not take them (0 for memory)
     unspooled: int
 
@@ -83,6 +86,10 @@ class Buffer(Protocol):
 
     def release(self, batch: Batch) -> bool:
         """The batch was cut at shutdown: keep it for a later process; False if it is lost."""
+        ...
+
+    def keeps(self, batch: Batch) -> bool:
+        """Would `release` keep this batch? (Answered without I/O.)"""
         ...
 
     def mark(self) -> object:
@@ -118,6 +125,7 @@ class MemoryBuffer:
     """A bounded FIFO of encoded messages in memory, with backlog compaction."""
 
     unspooled = 0
+    blocking = False
 
     def __init__(self, max_size: int, max_bytes: int, compact_at: int = COMPACT_AT) -> None:
         """Hold at most ``max_size`` messages; batches of at most ``max_bytes`` bytes."""
@@ -199,6 +207,10 @@ class MemoryBuffer:
     def release(self, batch: Batch) -> bool:
         """Memory keeps nothing past the process: False, the sender reports the batch failed."""
         self.ack(batch)
+        return False
+
+    def keeps(self, batch: Batch) -> bool:
+        """Memory keeps nothing past the process."""
         return False
 
     def unget(self, batch: Batch) -> None:

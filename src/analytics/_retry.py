@@ -40,6 +40,8 @@ class Outcome:
     retry_after: float | None = None
     error: str = ""
     body: bytes = b""
+    #: the attempt failed inside this library (a bug): final, reason ``internal_error``
+    internal: bool = False
 
     @property
     def delivered(self) -> bool:
@@ -98,8 +100,8 @@ class RetryPolicy:
         state = dataclasses.replace(state, attempts=state.attempts + 1)
         if outcome.delivered:
             return state, None, ""
-        if not outcome.retryable:
-            return state, None, "http_error"
+        if outcome.internal or not outcome.retryable:
+            return state, None, "internal_error" if outcome.internal else "http_error"
         if now - state.started >= self.max_total:
             return state, None, "retries_exhausted"
         if outcome.retry_after is not None and state.rate_limited < self.max_rate_limited:

@@ -45,6 +45,8 @@ DropHook = Callable[[str, list[bytes]], None]
 class SpoolBuffer:
     """A `Buffer` whose messages wait in a `Spool` file until they are delivered."""
 
+    blocking = True
+
     def __init__(
         self,
         path: str | os.PathLike[str],
@@ -193,6 +195,10 @@ class SpoolBuffer:
                 except SpoolError as exc:  # reclaimed by another process once this one exits
                     self.log.warning("analytics: could not release a spooled chunk: %s", exc)
         return True
+
+    def keeps(self, batch: Batch) -> bool:
+        """A chunk of the file is kept; a batch sent from memory is not."""
+        return batch.key != 0
 
     def evict(self) -> list[bytes]:
         """At shutdown: stage what memory holds; return what the file could not take."""

@@ -17,11 +17,11 @@ from typing import Any, Protocol
 from analytics._retry import Outcome, parse_retry_after
 from analytics._version import __version__
 
-__all__ = ["GZIP_LEVEL", "HTTPTransport", "Transport"]
+__all__ = ["GZIP_LEVEL", "AsyncTransport", "HTTPTransport", "Transport", "pick_proxy"]
 
 #: zlib level for gzip bodies: 1 is several times faster than 6 and JSON still shrinks ~6x.
 GZIP_LEVEL = 1
-_USER_AGENT = f"analytics-python/{__version__}"
+USER_AGENT = f"analytics-python/{__version__}"
 #: A 2xx body is read up to this size: it may list the messages the collector refused.
 MAX_ANSWER_BYTES = 4 * 2**20
 
@@ -41,6 +41,18 @@ class Transport(Protocol):
 
     def close(self) -> None:
         """Release connections; called once, at shutdown."""
+        ...
+
+
+class AsyncTransport(Protocol):
+    """`Transport` for `AsyncClient`: the same calls, as coroutines on the client's loop."""
+
+    async def send(self, body: bytes, retry_count: int, timeout: float | None = None) -> Outcome:
+        """POST ``body``; never raises for network or HTTP problems (see `Transport.send`)."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections; awaited once, at shutdown."""
         ...
 
 
@@ -67,11 +79,11 @@ class HTTPTransport:
         self._headers = {
             "Content-Type": "application/json",
             "Authorization": f"Basic {token}",
-            "User-Agent": _USER_AGENT,
+            "User-Agent": USER_AGENT,
         }
         if gzip:
             self._headers["Content-Encoding"] = "gzip"
-        proxy = _pick_proxy(proxies, self.url)
+        proxy = pick_proxy(proxies, self.url)
         if proxy:
             self._pool: Any = urllib3.ProxyManager(proxy, num_pools=1, maxsize=1, retries=False)
         else:
@@ -110,7 +122,7 @@ class HTTPTransport:
         self._pool.clear()
 
 
-def _pick_proxy(proxies: str | Mapping[str, str] | None, url: str) -> str | None:
+def pick_proxy(proxies: str | Mapping[str, str] | None, url: str) -> str | None:
     """A proxy URL from a string, or from a requests-style ``{"https": ..., "http": ...}`` dict."""
     if proxies is None or isinstance(proxies, str):
         return proxies
