@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import threading
+import urllib.request
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -276,3 +277,50 @@ def test_options_are_checked_at_setup() -> None:
         AnalyticsMiddleware(app, proxy_count=-1)
     with pytest.raises(TypeError, match="capture_ip"):
         AnalyticsMiddleware(app, capture_ip="yes")  # type: ignore[arg-type]
+
+
+def test_async_client_delivers_each_requests_context_to_the_collector(
+    collector: Any, serve_asgi: Serve
+) -> None:
+    """End to end: FastAPI + AsyncClient on uvicorn's loop, concurrent requests held in flight
+    together, delivered over HTTP to our collector; each stored event has its own request's."""
+    client = analytics.AsyncClient("key", host=collector.url, flush_at=100)
+    app = FastAPI()
+    app.add_middleware(AnalyticsMiddleware, user_id=header("X-User"), capture_ip=True)
+    gate = AsyncGate(CONCURRENT)
+
+    @app.get("/play/{n}")
+    async def play(n: int) -> str:
+        client.track(event="Played", properties={"n": n})
+        await gate.wait()
+        client.track(event="Paused", properties={"n": n})
+        return "ok"
+
+    @app.post("/shutdown")
+    async def shutdown() -> bool:
+        return await client.shutdown(10)
+
+    base = serve_asgi(app)
+    get_all(
+        [
+            (f"{base}/play/{n}?t={n}", {"X-User": f"p{n}", "X-Request-ID": f"id-{n}"})
+            for n in range(CONCURRENT)
+        ]
+    )
+    request = urllib.request.Request(f"{base}/shutdown", method="POST")
+    with urllib.request.urlopen(request, timeout=15) as response:
+        assert response.read() == b"true"
+    stored = collector.store.events()
+    assert len(stored) == 2 * CONCURRENT
+    for message in stored:
+        n = message["properties"]["n"]
+        assert message["userId"] == f"p{n}"
+        context = message["context"]
+        assert context["requestId"] == f"id-{n}"
+        assert context["page"] == {
+            "path": f"/play/{n}",
+            "referrer": "",
+            "search": f"?t={n}",
+            "url": f"{base}/play/{n}?t={n}",
+        }
+        assert context["ip"] == "127.0.0.1"
