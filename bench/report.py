@@ -263,6 +263,7 @@ def write(res: dict[str, Any]) -> list[Path]:
     base = harness.RESULTS / "benchmarks-quick" if quick else harness.ROOT / "docs" / "benchmarks"
     md, png = base.with_suffix(".md"), base.with_suffix(".png")
     chart.draw(res, png)
+    import async_report
     import collector_report
 
     lines = [*header(res), *targets_table(res), f"![µs per call and events/s]({png.name})", ""]
@@ -271,6 +272,7 @@ def write(res: dict[str, Any]) -> list[Path]:
     lines += [
         *imports(res),
         *spool(res),
+        *async_report.asyncio_section(res),
         *collector_report.collector(res),
         *collector_report.cli_import(res),
         *collector_report.profile(res),

@@ -40,6 +40,8 @@ FULL: dict[str, Any] = {
     "collector": {"senders": 4, "batches": 50, "rounds": 2, "workers": [1]},
     "import_lines": 1_000_000,
     "profile_n": 200_000,
+    "async_n": 50_000,
+    "async_rounds": 3,
 }
 QUICK: dict[str, Any] = {
     "n": 5_000,
@@ -54,6 +56,8 @@ QUICK: dict[str, Any] = {
     "collector": {"senders": 4, "batches": 5, "rounds": 1, "workers": [1]},
     "import_lines": 10_000,
     "profile_n": 20_000,
+    "async_n": 5_000,
+    "async_rounds": 1,
 }
 
 
@@ -303,6 +307,12 @@ def extras(results: dict[str, Any], cfg: dict[str, Any], feats: dict[str, bool])
             timeout=100,
         )
     if feats["client"]:
+        results["async"] = sub_bench(
+            "async_bench.py",
+            ["--n", str(cfg["async_n"]), "--rounds", str(cfg["async_rounds"])],
+            timeout=200 * cfg["async_rounds"] + 60,
+        )
+        print(f"asyncio: {results['async'].get('summary', results['async'])}", flush=True)
         out_dir = profile_dir(results)
         results["profile"] = sub_bench(
             "profile_client.py",

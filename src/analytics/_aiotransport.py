@@ -1,8 +1,8 @@
 """The asyncio transport of `AsyncClient`: one POST of a prepared batch body with aiohttp.
 
 aiohttp is already the collector's dependency (the ``collector``/``async`` extras), has a C HTTP
-parser and keep-alive pooling, and is imported only when an `AsyncClient` makes its first
-transport, so ``import analytics`` stays light. The request is the same as `HTTPTransport`'s:
+parser and keep-alive pooling. This module (and aiohttp, ~0.1 s to import) is loaded when an
+`AsyncClient` is made, never on its loop's first batch, and never by ``import analytics``. The request is the same as `HTTPTransport`'s:
 Basic auth, the body ``writeKey`` (in the body already), ``X-Retry-Count`` on retries, gzip level 1
 (compressed on a worker thread: zlib on a 475 KB body would hold the loop for milliseconds).
 """
@@ -14,6 +14,8 @@ import base64
 import time
 import zlib
 from typing import Any
+
+import aiohttp
 
 from analytics._retry import Outcome, parse_retry_after
 from analytics._transport import GZIP_LEVEL, MAX_ANSWER_BYTES, USER_AGENT
@@ -44,8 +46,6 @@ class AioHTTPTransport:
 
     async def send(self, body: bytes, retry_count: int, timeout: float | None = None) -> Outcome:
         """Send one body; return the outcome. Never raises for network or HTTP problems."""
-        import aiohttp  # noqa: PLC0415  (loaded once, with the first batch)
-
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=1), auto_decompress=True

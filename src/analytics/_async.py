@@ -75,7 +75,7 @@ class AsyncSender(Core):
         self._transport: AsyncTransport | None = None
         self._wake_pending = False
         self._background: set[asyncio.Future[Any]] = set()  # spool acks on worker threads
-        self._interrupted: Batch | None = None  # a batch whose request a cancel cut short
+        self._in_flight: Batch | None = None  # the batch being delivered
 
     # --- any thread -----------------------------------------------------------------------------
 
@@ -112,7 +112,9 @@ class AsyncSender(Core):
         self.buffer.after_fork_in_child()
 
     def _notify(self) -> None:
+        """A settlement or a deadline: wakes flush waits, retry waits and the idle task."""
         self._signal(self._changed)
+        self._signal(self._wake)
 
     def _signal(self, event: asyncio.Event | None) -> None:
         loop = self._loop
@@ -167,7 +169,7 @@ class AsyncSender(Core):
     async def _final_drain(self) -> None:
         if self._deadline is None:
             self.begin_shutdown(self.clock.monotonic() + self.exit_timeout)
-        batch, self._interrupted = self._interrupted, None
+        batch, self._in_flight = self._in_flight, None
         if batch is not None:  # its request was cut by the cancel: at least once, not lost
             await self._deliver(batch)
         await self._drain()
@@ -191,11 +193,9 @@ class AsyncSender(Core):
                 break
             taken += 1
             owed -= len(batch.items)
-            try:
-                await self._deliver(batch)
-            except asyncio.CancelledError:  # the loop ends: the final drain sends it again
-                self._interrupted = batch
-                raise
+            self._in_flight = batch  # a cancel or a closed loop leaves it here: sent again
+            await self._deliver(batch)
+            self._in_flight = None
         return taken
 
     async def _deliver(self, batch: Batch) -> Result | None:
@@ -345,10 +345,15 @@ class AsyncSender(Core):
             return
         if self.closed or not self.buffer.pending():
             return
+        self.closed = True  # the drain below is the last: new messages are refused
         sender = Sender(
             self.buffer, transport_factory=self._blocking_transport, **self._core_options
         )
-        sender.shutdown(remaining)
+        batch, self._in_flight = self._in_flight, None
+        sender.begin_shutdown(deadline)
+        if batch is not None:  # the loop closed during its request: send it again
+            sender.deliver_taken(batch)
+        sender.finish_shutdown(deadline)
 
 
 class AsyncClient(BaseClient):
@@ -371,6 +376,8 @@ class AsyncClient(BaseClient):
         given = self._transport
         if given is not None and not inspect.iscoroutinefunction(getattr(given, "send", None)):
             raise ConfigError("transport: AsyncClient needs an AsyncTransport (async def send)")
+        if given is None:
+            import analytics._aiotransport  # noqa: F401, PLC0415  (aiohttp: not on the loop later)
         _live.add(self)
         return AsyncSender(
             buffer,
@@ -383,7 +390,7 @@ class AsyncClient(BaseClient):
     def _make_transport(self) -> AsyncTransport:
         if self._transport is not None:
             return self._transport  # type: ignore[return-value]
-        from analytics._aiotransport import AioHTTPTransport  # noqa: PLC0415
+        from analytics._aiotransport import AioHTTPTransport  # noqa: PLC0415  (loaded already)
 
         cfg = self.config
         proxy = pick_proxy(cfg.proxies, cfg.host)

@@ -161,6 +161,10 @@ class Sender(Core):
         result = self._deliver(Batch([data]), owned=False)
         return isinstance(result, Delivered) and not result.refused
 
+    def deliver_taken(self, batch: Batch) -> None:
+        """Deliver a batch already taken from the buffer (by a sender that can no longer)."""
+        self._deliver(batch)
+
     def after_fork_in_child(self) -> None:
         """Forget the parent's thread, lock, queue and connection (they belong to the parent)."""
         self._init_state()

@@ -45,6 +45,7 @@ from analytics._client import Client
 from analytics._retry import Outcome
 
 __all__ = [
+    "AsyncMemoryTransport",
     "Capture",
     "FakeClock",
     "MemoryTransport",
@@ -166,6 +167,16 @@ class MemoryTransport:
 
     def send(self, body: bytes, retry_count: int, timeout: float | None = None) -> Outcome:
         """Record the request and answer with the next scripted reply."""
+        payload, reply, wait = self._receive(body, retry_count, timeout)
+        if wait > 0:
+            with self._cond:
+                self._cond.wait_for(lambda: self._released, wait)
+        return self._answer(payload, reply)
+
+    def _receive(
+        self, body: bytes, retry_count: int, timeout: float | None
+    ) -> tuple[dict[str, Any], Reply, float]:
+        """Record a request; its reply and how long to wait before answering."""
         payload = orjson.loads(body)
         with self._cond:
             reply = self.script.popleft() if self.script else self.default
@@ -173,27 +184,28 @@ class MemoryTransport:
                 Request(payload["batch"], retry_count, timeout, time.monotonic(), payload)
             )
             self._cond.notify_all()
-            wait = 30.0 if reply.hold else reply.delay
-            if timeout is not None and wait > timeout:
-                wait = timeout
-                reply = Reply(error="TimeoutError: read timed out")
-            if wait > 0:
-                self._cond.wait_for(lambda: self._released, wait)
-            if reply.error:
-                return Outcome(None, error=reply.error)
-            refused = [
-                {"index": i, "code": code, "reason": f"scripted refusal ({code})"}
-                for i, code in sorted(reply.refuse.items())
-            ]
-            if 200 <= reply.status < 300:
+        wait = 30.0 if reply.hold else reply.delay
+        if timeout is not None and wait > timeout:
+            wait, reply = timeout, Reply(error="TimeoutError: read timed out")
+        return payload, reply, 0.0 if self._released else wait
+
+    def _answer(self, payload: dict[str, Any], reply: Reply) -> Outcome:
+        if reply.error:
+            return Outcome(None, error=reply.error)
+        refused = [
+            {"index": i, "code": code, "reason": f"scripted refusal ({code})"}
+            for i, code in sorted(reply.refuse.items())
+        ]
+        if 200 <= reply.status < 300:
+            with self._cond:
                 self.delivered.extend(
                     m for i, m in enumerate(payload["batch"]) if i not in reply.refuse
                 )
                 self._cond.notify_all()
-            answer = orjson.dumps(
-                {"success": True, "refused": refused} if refused else {"success": True}
-            )
-            return Outcome(reply.status, retry_after=reply.retry_after, body=answer)
+        answer: dict[str, Any] = (
+            {"success": True, "refused": refused} if refused else {"success": True}
+        )
+        return Outcome(reply.status, retry_after=reply.retry_after, body=orjson.dumps(answer))
 
     def release(self) -> None:
         """Let every held or delayed request answer now (and later ones at once)."""
@@ -207,6 +219,27 @@ class MemoryTransport:
             return self._cond.wait_for(lambda: predicate(self), timeout)
 
     def close(self) -> None:
+        """Record that the client closed it."""
+        self.closed = True
+
+
+class AsyncMemoryTransport(MemoryTransport):
+    """`MemoryTransport` for `analytics.AsyncClient`: the same script and records; delays and
+    holds are awaited on the loop (``asyncio.sleep``), never blocking it."""
+
+    async def send(  # type: ignore[override]
+        self, body: bytes, retry_count: int, timeout: float | None = None
+    ) -> Outcome:
+        """Record the request and answer with the next scripted reply."""
+        import asyncio  # noqa: PLC0415
+
+        payload, reply, wait = self._receive(body, retry_count, timeout)
+        end = time.monotonic() + wait
+        while not self._released and time.monotonic() < end:
+            await asyncio.sleep(min(0.01, end - time.monotonic()))
+        return self._answer(payload, reply)
+
+    async def close(self) -> None:  # type: ignore[override]
         """Record that the client closed it."""
         self.closed = True
 
