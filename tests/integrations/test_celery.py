@@ -56,7 +56,7 @@ def celery_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Celery]:
     """A Celery app on a filesystem broker with a running in-process worker (2 threads), for
     the module (Celery registers task names once per process)."""
     folder = tmp_path_factory.mktemp("broker")
-    for sub in ("out", "processed"):
+    for sub in ("out", "processed", "control"):
         (folder / sub).mkdir(parents=True)
     app = Celery("integration-test", set_as_current=False)
     app.conf.update(
@@ -66,6 +66,7 @@ def celery_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Celery]:
             "data_folder_in": str(folder / "out"),
             "data_folder_out": str(folder / "out"),
             "processed_folder": str(folder / "processed"),
+            "control_folder": str(folder / "control"),  # default: ./control in the cwd
             "store_processed": False,
             "polling_interval": 0.02,  # the worker looks for new files every 20 ms (default 1 s)
         },
