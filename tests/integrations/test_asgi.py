@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from fastapi import BackgroundTasks, FastAPI, Request
+from fastapi import BackgroundTasks, FastAPI, Request, WebSocket
 from starlette.applications import Starlette
 from starlette.authentication import AuthCredentials, AuthenticationBackend, SimpleUser
 from starlette.middleware import Middleware
@@ -20,6 +20,7 @@ from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.requests import HTTPConnection
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
+from websockets.sync.client import connect
 
 import analytics
 from analytics.integrations.asgi import AnalyticsMiddleware
@@ -324,3 +325,29 @@ def test_async_client_delivers_each_requests_context_to_the_collector(
             "url": f"{base}/play/{n}?t={n}",
         }
         assert context["ip"] == "127.0.0.1"
+
+
+def test_websocket_messages_carry_the_connection_context(
+    captured: Capture, serve_asgi: Serve
+) -> None:
+    """A WebSocket connection is a request too: its page (ws:// URL), user and request id."""
+    app = FastAPI()
+    app.add_middleware(AnalyticsMiddleware, user_id=header("X-User"))
+
+    @app.websocket("/chat")
+    async def chat(socket: WebSocket) -> None:
+        await socket.accept()
+        text = await socket.receive_text()
+        analytics.track(event="Chatted", properties={"text": text})
+        await socket.send_text("ok")
+        await socket.close()
+
+    url = serve_asgi(app).replace("http://", "ws://") + "/chat?room=1"
+    with connect(url, additional_headers={"X-User": "ada", "X-Request-ID": "ws-1"}) as socket:
+        socket.send("hello")
+        assert socket.recv(timeout=10) == "ok"
+    [message] = captured.messages
+    assert (message["userId"], message["properties"]["text"]) == ("ada", "hello")
+    assert message["context"]["requestId"] == "ws-1"
+    assert message["context"]["page"]["url"] == url
+    assert message["context"]["page"]["search"] == "?room=1"
