@@ -7,16 +7,28 @@ wins, when the IP is kept, how the locale is chosen) exist once.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
-import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
+from urllib.parse import quote
 
 from analytics._context import context
+from analytics._message import new_message_id
 
-__all__ = ["Headers", "Settings", "client_ip", "preferred_locale", "request_context", "request_id"]
+__all__ = [
+    "EnvironHeaders",
+    "Headers",
+    "Settings",
+    "client_ip",
+    "page_url",
+    "preferred_locale",
+    "request_context",
+    "request_id",
+    "wsgi_path",
+]
 
 logger = logging.getLogger("analytics")
 
@@ -25,13 +37,46 @@ Id = str | int | None
 
 MAX_REQUEST_ID = 200  # a longer X-Request-ID is not an id we should copy into every event
 MAX_LANGUAGES = 32  # bound the work an Accept-Language header can ask for
+MAX_CACHED_HEADER = 256  # Accept-Language values repeat: the parse of short ones is cached
+PATH_SAFE = "/:@!$&'()*+,;=-._~"  # RFC 3986 pchar and "/": left as they are in page.path
 
 
 class Headers(Protocol):
-    """Case-insensitive header lookup (Django's ``request.headers``, werkzeug's, ours for ASGI)."""
+    """Header lookup by lower-case name (`EnvironHeaders` for WSGI, a dict for ASGI)."""
 
     def get(self, key: str, /) -> str | None:
         """The header's value, or None."""
+
+
+class EnvironHeaders:
+    """A WSGI environ (or Django's ``request.META``) read as headers: ``user-agent`` is
+    ``HTTP_USER_AGENT``. Cheaper than the frameworks' header objects for the five we read."""
+
+    __slots__ = ("_environ",)
+
+    def __init__(self, environ: Mapping[str, Any]) -> None:
+        """Wrap ``environ`` (not copied)."""
+        self._environ = environ
+
+    def get(self, key: str, /) -> str | None:
+        """The header's value, or None."""
+        value = self._environ.get("HTTP_" + key.upper().replace("-", "_"))
+        return value if isinstance(value, str) else None
+
+
+def page_url(scheme: str, host: str, path: str, query: str) -> str:
+    """``scheme://host/path?query`` (no ``?`` without a query)."""
+    return f"{scheme}://{host}{path}?{query}" if query else f"{scheme}://{host}{path}"
+
+
+def wsgi_path(environ: Mapping[str, Any]) -> str:
+    """The request path as the client sent it (percent-encoded), from a WSGI environ.
+
+    PEP 3333 servers give ``SCRIPT_NAME`` and ``PATH_INFO`` decoded, as latin-1 strings of the
+    raw bytes; encoding them back keeps ``page.path`` the same as the ASGI middleware's.
+    """
+    raw = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+    return quote(raw.encode("latin-1", "replace"), safe=PATH_SAFE) or "/"
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,16 +174,26 @@ def request_context(
 
 
 def request_id(header: str | None) -> str:
-    """The request's ``X-Request-ID`` when it is a sane one, else a new UUID4."""
+    """The request's ``X-Request-ID`` when it is a sane one, else a new unique id.
+
+    The new id comes from the messageId generator (unique across processes and forks, 0.2 µs
+    where ``uuid.uuid4()`` took 4.5 µs here).
+    """
     if header and len(header) <= MAX_REQUEST_ID and header.isprintable() and header.isascii():
-        return header.strip() or str(uuid.uuid4())
-    return str(uuid.uuid4())
+        return header.strip() or new_message_id()
+    return new_message_id()
 
 
 def preferred_locale(header: str | None) -> str | None:
     """The language the client prefers most (highest ``q``, first on a tie), e.g. ``en-US``."""
     if not header:
         return None
+    if len(header) <= MAX_CACHED_HEADER:
+        return _cached_locale(header)
+    return _parse_locale(header)
+
+
+def _parse_locale(header: str) -> str | None:
     best, best_q = "", 0.0
     for item in header.split(",", MAX_LANGUAGES)[:MAX_LANGUAGES]:
         tag, _, params = item.partition(";")
@@ -147,6 +202,9 @@ def preferred_locale(header: str | None) -> str | None:
         if q > best_q and tag != "*" and _is_tag(tag):
             best, best_q = tag, q
     return _canonical(best) if best else None
+
+
+_cached_locale = functools.lru_cache(maxsize=512)(_parse_locale)
 
 
 def _quality(params: str) -> float:

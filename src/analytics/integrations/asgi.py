@@ -19,7 +19,14 @@ from typing import Any
 from urllib.parse import quote
 
 from analytics._context import context
-from analytics.integrations._request import Settings, as_id, call, logger, request_context
+from analytics.integrations._request import (
+    Settings,
+    as_id,
+    call,
+    logger,
+    page_url,
+    request_context,
+)
 
 __all__ = ["AnalyticsMiddleware"]
 
@@ -98,12 +105,15 @@ async def _resolve(resolver: Resolver | None, scope: Scope, name: str) -> str | 
 
 
 def _headers(scope: Scope) -> dict[str, str]:
-    """The headers we read, by lower-case name; repeated ones joined with ``, `` (RFC 9110)."""
+    """The headers we read, by name; repeated ones joined with ``, `` (RFC 9110).
+
+    ASGI servers give names in lower case (the spec requires it), so they are compared as
+    they are.
+    """
     found: dict[str, str] = {}
     for raw_name, raw_value in scope.get("headers", ()):
-        name = bytes(raw_name).lower()
-        if name in _WANTED:
-            key, value = name.decode("latin-1"), bytes(raw_value).decode("latin-1")
+        if raw_name in _WANTED:
+            key, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
             found[key] = f"{found[key]}, {value}" if key in found else value
     return found
 
@@ -124,4 +134,4 @@ def _url(scope: Scope, headers: dict[str, str], path: str, query: str) -> str:
     if not host:
         server = scope.get("server")
         host = f"{server[0]}:{server[1]}" if server else "localhost"
-    return f"{scheme}://{host}{path}?{query}" if query else f"{scheme}://{host}{path}"
+    return page_url(scheme, host, path, query)

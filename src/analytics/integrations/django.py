@@ -26,10 +26,11 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_asy
 from django.conf import settings as django_settings
 from django.core.exceptions import DisallowedHost, ImproperlyConfigured
 from django.http import HttpRequest, HttpResponseBase
+from django.utils.encoding import escape_uri_path, iri_to_uri
 from django.utils.module_loading import import_string
 
 from analytics._context import context
-from analytics.integrations._request import Settings, request_context
+from analytics.integrations._request import EnvironHeaders, Settings, page_url, request_context
 
 __all__ = ["AnalyticsMiddleware", "authenticated_user_pk"]
 
@@ -72,18 +73,18 @@ class AnalyticsMiddleware:
 
     def _block(self, request: HttpRequest) -> context:
         meta = request.META
-        query = meta.get("QUERY_STRING", "")
-        full_path = request.get_full_path()
+        query = iri_to_uri(meta.get("QUERY_STRING", ""))
+        path = escape_uri_path(request.path)
         try:
-            url = request.build_absolute_uri()
-        except DisallowedHost:  # Django answers 400 later; our events keep the relative URL
-            url = full_path
+            host = request.get_host()
+        except DisallowedHost:  # Django answers 400 later; our events keep what was asked
+            host = meta.get("HTTP_HOST") or meta.get("SERVER_NAME", "")
         fields = request_context(
             self._settings,
-            url=url,
-            path=full_path.partition("?")[0],
+            url=page_url(request.scheme or "http", host, path, query),
+            path=path,
             query=query,
-            headers=request.headers,
+            headers=EnvironHeaders(meta),
             peer=meta.get("REMOTE_ADDR"),
         )
         return self._settings.context(request, fields)

@@ -17,11 +17,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 from flask import Flask, Request, g, request
 
-from analytics.integrations._request import Settings, request_context
+from analytics.integrations._request import (
+    EnvironHeaders,
+    Settings,
+    page_url,
+    request_context,
+    wsgi_path,
+)
 
 __all__ = ["Analytics"]
 
@@ -63,13 +68,15 @@ class Analytics:
 
     def _enter(self) -> None:
         current: Request = request._get_current_object()  # type: ignore[attr-defined]
-        url = current.url
+        environ = current.environ
+        path = wsgi_path(environ)
+        query = environ.get("QUERY_STRING", "")
         fields = request_context(
             self.settings,
-            url=url,
-            path=urlsplit(url).path,
-            query=current.query_string.decode("latin-1"),
-            headers=current.headers,
+            url=page_url(current.scheme, current.host, path, query),
+            path=path,
+            query=query,
+            headers=EnvironHeaders(environ),
             peer=current.remote_addr,
         )
         block = self.settings.context(current, fields)
