@@ -86,8 +86,14 @@ async def held_async(request: HttpRequest, n: int) -> HttpResponse:
     return HttpResponse("ok")
 
 
+def named(request: HttpRequest, name: str) -> HttpResponse:
+    analytics.track(event="Named", properties={"name": name})
+    return HttpResponse("ok")
+
+
 urlpatterns = [
     path("buy", buy),
+    path("p/<str:name>", named),
     path("held/<int:n>", held),
     path("held-async/<int:n>", held_async),
 ]
@@ -134,6 +140,15 @@ def test_event_carries_the_request_field_by_field(captured: Capture, serve_wsgi:
     assert context["locale"] == "pt-BR"
     assert context["requestId"] == "dj-1"
     assert "ip" not in context
+
+
+def test_path_is_percent_encoded_as_sent(captured: Capture, serve_wsgi: Serve) -> None:
+    base = serve_wsgi(wsgi())
+    get(f"{base}/p/caf%C3%A9%20x?q=%C3%A9", {"X-User-Pk": "1"})
+    [message] = captured.messages
+    assert message["properties"]["name"] == "café x"
+    assert message["context"]["page"]["path"] == "/p/caf%C3%A9%20x"
+    assert message["context"]["page"]["url"] == f"{base}/p/caf%C3%A9%20x?q=%C3%A9"
 
 
 def test_anonymous_id_by_dotted_path_and_ip_behind_a_proxy(

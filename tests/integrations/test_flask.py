@@ -73,6 +73,24 @@ def test_event_carries_the_request_field_by_field(
     assert "ip" not in context
 
 
+def test_path_is_percent_encoded_as_sent(
+    captured: Capture, serve_werkzeug: Callable[[Flask], str]
+) -> None:
+    app = make_app()
+
+    @app.get("/p/<name>")
+    def named(name: str) -> str:
+        analytics.track(event="Named", properties={"name": name})
+        return "ok"
+
+    base = serve_werkzeug(app)
+    get(f"{base}/p/caf%C3%A9%20x?q=%C3%A9", {"X-User": "ada"})
+    [message] = captured.messages
+    assert message["properties"]["name"] == "café x"
+    assert message["context"]["page"]["path"] == "/p/caf%C3%A9%20x"
+    assert message["context"]["page"]["url"] == f"{base}/p/caf%C3%A9%20x?q=%C3%A9"
+
+
 def test_ip_when_asked(captured: Capture, serve_werkzeug: Callable[[Flask], str]) -> None:
     base = serve_werkzeug(make_app(capture_ip=True))
     get(f"{base}/buy?item=a", {"X-User": "ada", "X-Forwarded-For": "203.0.113.1"})
