@@ -271,6 +271,19 @@ def test_bare_asgi_app_and_a_resolver_that_raises(
     assert "user_id resolver raised" in caplog.text
 
 
+def test_lifespan_passes_through_outside_any_block() -> None:
+    seen: list[tuple[str, object]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append((scope["type"], analytics._context.current()))
+
+    async def nothing() -> Any:
+        return {}
+
+    asyncio.run(AnalyticsMiddleware(app)({"type": "lifespan"}, nothing, nothing))
+    assert seen == [("lifespan", None)]
+
+
 def test_options_are_checked_at_setup() -> None:
     async def app(scope: Any, receive: Any, send: Any) -> None:
         """Never called."""

@@ -13,6 +13,7 @@ threaded server on 127.0.0.1.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 import uuid
@@ -81,6 +82,11 @@ def celery_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Celery]:
         analytics.track(event="Receipt Sent", properties={"order": order})
         frame = analytics._context.current()
         return {"user": frame.user_id if frame else None}
+
+    @app.task(name="whoami")
+    def whoami() -> Any:
+        frame = analytics._context.current()
+        return frame.user_id if frame else None
 
     @app.task(name="cleanup")
     def cleanup(n: int) -> None:
@@ -172,6 +178,19 @@ def test_damaged_header_is_ignored_and_the_task_runs(captured: Capture, celery_a
     [message] = captured.messages
     assert message["anonymousId"] == "system"
     assert "userId" not in message
+
+
+def test_a_context_that_cannot_travel_is_left_behind_with_a_warning(
+    captured: Capture, celery_app: Celery, caplog: pytest.LogCaptureFixture
+) -> None:
+    with (
+        caplog.at_level(logging.WARNING, logger="analytics"),
+        analytics.context(user_id="ada", context={"socket": object()}),
+    ):
+        result = celery_app.tasks["whoami"].delay()
+    assert result.get(timeout=20) is None
+    assert captured.messages == []
+    assert "task whoami is sent without its analytics context" in caplog.text
 
 
 def test_connect_is_idempotent(captured: Capture, celery_app: Celery) -> None:

@@ -57,10 +57,16 @@ def _publish(headers: dict[str, Any] | None = None, **_: Any) -> None:
             option=orjson.OPT_NAIVE_UTC | orjson.OPT_NON_STR_KEYS,
         )
     except orjson.JSONEncodeError as exc:
-        logger.warning("the task %s is sent without its analytics context: %s", headers, exc)
+        logger.warning(
+            "task %s is sent without its analytics context: %s", headers.get("task"), exc
+        )
         return
     if len(data) > MAX_HEADER_BYTES:
-        logger.warning("the analytics context is %d bytes; sent without it", len(data))
+        logger.warning(
+            "task %s is sent without its analytics context (%d bytes)",
+            headers.get("task"),
+            len(data),
+        )
         return
     headers[HEADER] = data.decode()
 
