@@ -7,7 +7,8 @@ database with the same schema, in one process.
     python collector_bench.py --senders 4 --batches 100 --rounds 3 [--workers 1,2]
 
 `--workers` also measures `analytics serve --workers N` (each N alternated with the default
-invocation in every round, each against its own floor).
+invocation in every round, each against its own floor). `--postgres` adds, in every round, the
+PostgreSQL store with 1 and 2 collector processes and its COPY floor (collector_pg.py).
 
 Prints one line `RESULT {json}`."""
 
@@ -37,6 +38,9 @@ import orjson
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from collector_pg import one_round as pg_round
+from collector_pg import start_cluster as start_postgres
+from collector_pg import summary as pg_summary
 from workload import EVENT, properties
 
 PER_BATCH = 500
@@ -232,6 +236,12 @@ def main() -> None:
         help="also measure `analytics serve --workers N` for each N of this comma list "
         "(alternated with the default run in every round)",
     )
+    ap.add_argument(
+        "--postgres",
+        action="store_true",
+        help="also measure the PostgreSQL store (1 and 2 collector processes, and its floor) "
+        "on a throw-away cluster, in every round (collector_pg.py)",
+    )
     args = ap.parse_args()
     out: dict[str, Any] = {
         "senders": args.senders,
@@ -240,6 +250,8 @@ def main() -> None:
     }
     configs: list[int | None] = [None] + [int(w) for w in args.workers.split(",") if w]
     runs: dict[int | None, list[dict[str, Any]]] = {c: [] for c in configs}
+    pg_runs: dict[int, list[dict[str, Any]]] = {1: [], 2: []}
+    cluster = start_postgres() if args.postgres else None
     try:
         for _ in range(args.rounds):
             for workers in configs:
@@ -248,8 +260,20 @@ def main() -> None:
                     runs[workers].append(one_round(args.senders, args.batches, workdir, workers))
                 finally:
                     shutil.rmtree(workdir, ignore_errors=True)
+            if cluster is not None:
+                for processes, results in pg_runs.items():
+                    results.append(
+                        pg_round(
+                            cluster, args.senders, args.batches, processes, sys.modules[__name__]
+                        )
+                    )
     except Exception as exc:
         out["error"] = f"{type(exc).__name__}: {exc}"
+    finally:
+        if cluster is not None:
+            cluster.remove()
+    if args.postgres:
+        out["postgres"] = pg_summary(pg_runs) if cluster else {"error": "no initdb/pg_ctl"}
     rounds = runs[None]
     out["rounds"] = rounds
     if rounds:

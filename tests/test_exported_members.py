@@ -23,7 +23,15 @@ def test_all_is_sorted_and_complete() -> None:
 
 def test_public_classes_show_as_analytics() -> None:
     """Classes report module 'analytics', not the private module they live in."""
-    for name in ("Client", "Stats", "ConfigError", "InvalidEventError", "DeliveryError"):
+    for name in (
+        "Client",
+        "AsyncClient",
+        "Stats",
+        "context",
+        "ConfigError",
+        "InvalidEventError",
+        "DeliveryError",
+    ):
         assert getattr(analytics, name).__module__ == "analytics"
 
 

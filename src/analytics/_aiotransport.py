@@ -10,7 +10,6 @@ Basic auth, the body ``writeKey`` (in the body already), ``X-Retry-Count`` on re
 from __future__ import annotations
 
 import asyncio
-import base64
 import time
 import zlib
 from typing import Any
@@ -18,7 +17,7 @@ from typing import Any
 import aiohttp
 
 from analytics._retry import Outcome, parse_retry_after
-from analytics._transport import GZIP_LEVEL, MAX_ANSWER_BYTES, USER_AGENT
+from analytics._transport import GZIP_LEVEL, MAX_ANSWER_BYTES, batch_url, request_headers
 
 __all__ = ["AioHTTPTransport"]
 
@@ -30,18 +29,11 @@ class AioHTTPTransport:
         self, host: str, write_key: str, *, timeout: float, gzip: bool, proxy: str | None
     ) -> None:
         """Prepare the headers; the session is made on the loop by the first `send`."""
-        self.url = host.rstrip("/") + "/v1/batch"
+        self.url = batch_url(host)
         self.timeout = timeout
         self.gzip = gzip
         self.proxy = proxy
-        token = base64.b64encode(f"{write_key}:".encode()).decode()
-        self._headers = {
-            "Content-Type": "application/json",
-            "Authorization": f"Basic {token}",
-            "User-Agent": USER_AGENT,
-        }
-        if gzip:
-            self._headers["Content-Encoding"] = "gzip"
+        self._headers = request_headers(write_key, gzip=gzip)
         self._session: Any = None
 
     async def send(self, body: bytes, retry_count: int, timeout: float | None = None) -> Outcome:

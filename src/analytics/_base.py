@@ -522,5 +522,6 @@ def _exit_all() -> None:
             _logger.exception("analytics: error while draining at exit")
 
 
+Stats.__module__ = "analytics"
 os.register_at_fork(after_in_child=_after_fork_in_child)
 atexit.register(_exit_all)

@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from collections import deque
 
-__all__ = ["MAX_BATCH_BYTES", "MAX_BATCH_COUNT", "envelope", "envelope_size", "take_batch"]
+__all__ = [
+    "MAX_BATCH_BYTES",
+    "MAX_BATCH_COUNT",
+    "envelope",
+    "envelope_size",
+    "fitting",
+    "take_batch",
+]
 
 #: SPEC §3.1 REC client: an uncompressed body of at most 475,000 bytes and 2,500 messages.
 MAX_BATCH_BYTES = 475_000
@@ -50,3 +57,19 @@ def take_batch(
         append(popleft())
         size += cost
     return items
+
+
+def fitting(queue: deque[bytes], max_bytes: int, max_count: int = MAX_BATCH_COUNT) -> int:
+    """How many items from the left of ``queue`` `take_batch` would take (nothing is popped).
+
+    Indexes rather than iterates: other threads may append meanwhile (an iterator would fail).
+    """
+    count = size = 0
+    limit = min(len(queue), max_count)
+    while count < limit:
+        cost = len(queue[count]) + 1
+        if size + cost > max_bytes and count:
+            break
+        count += 1
+        size += cost
+    return count

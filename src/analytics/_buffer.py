@@ -35,7 +35,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Protocol, cast
 
-from analytics._batch import take_batch
+from analytics._batch import fitting, take_batch
 
 __all__ = ["COMPACT_AT", "STALL_AFTER", "Batch", "Buffer", "MemoryBuffer"]
 
@@ -278,6 +278,7 @@ class MemoryBuffer:
                 # Under the lock, so a take() never overtakes the block being made (order is
                 # kept); put() does not take the lock, and zlib releases the GIL meanwhile.
                 with self._lock:
-                    items = take_batch(self.queue, self.max_bytes)
-                    self._blocks.append((len(items), zlib.compress(b"\n".join(items), 1)))
-                    self._blocked += len(items)
+                    count = fitting(self.queue, self.max_bytes)
+                    self._blocked += count  # first: readers without the lock never undercount
+                    items = [self.queue.popleft() for _ in range(count)]
+                    self._blocks.append((count, zlib.compress(b"\n".join(items), 1)))

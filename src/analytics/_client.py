@@ -131,3 +131,7 @@ def _is_async(transport: object) -> bool:
     import inspect  # noqa: PLC0415
 
     return inspect.iscoroutinefunction(getattr(transport, "send", None))
+
+
+# Public classes show as analytics.X (httpx's habit), not as the private module they live in.
+Client.__module__ = "analytics"

@@ -98,6 +98,7 @@ class Core:
         self._finished = False  # buffer and transport closed
         self._stored_left = 0  # messages a durable buffer kept at close
         self._flush_asked = False
+        self._cut_once = False  # a batch was cut at the deadline: take no more
         self.sent = 0
         self.failed = 0
         self.retried = 0
@@ -208,6 +209,7 @@ class Core:
 
     def _cut(self, batch: Batch, owned: bool) -> None:
         """The deadline came first: a spool keeps the batch; from memory it is reported."""
+        self._cut_once = True  # what is left waits (spool) or is failed: never re-taken now
         if owned and self._release(batch):
             return
         self._fail(batch.items, "shutdown_timeout", "shutdown deadline reached")
@@ -249,7 +251,7 @@ class Core:
         ``flush_at``. Never past the shutdown deadline (the shell cuts what is left)."""
         deadline = self._deadline
         if deadline is not None:
-            return self.clock.monotonic() < deadline
+            return self.clock.monotonic() < deadline and not self._cut_once
         return owed > 0 or self.buffer.ready() >= self.flush_at
 
     def begin_shutdown(self, deadline: float) -> None:

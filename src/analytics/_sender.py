@@ -116,7 +116,7 @@ class Sender(Core):
         with self._cond:
             failed_before = self.failed
         mark = self.buffer.mark()
-        if self._thread is None and self.buffer.outstanding(mark):
+        if not self._alive() and self.buffer.outstanding(mark):
             self._start()
         with self._cond:
             self._flush_asked = True
@@ -141,8 +141,8 @@ class Sender(Core):
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(max(0.0, deadline - self.clock.monotonic()) + GRACE)
-        if thread is None:
-            self._drain()  # never started: deliver here, bounded by the deadline
+        if thread is None or not thread.is_alive():
+            self._drain()  # never started, or died: deliver here, bounded by the deadline
         done = thread is None or not thread.is_alive()
         if done:
             self._close()
@@ -178,8 +178,9 @@ class Sender(Core):
         return self._thread is not None and self._thread.is_alive()
 
     def _start(self) -> None:
+        """Start the thread (again, if it died: a flush restarts it)."""
         with self._cond:
-            if self._thread is not None or self.closed:
+            if self._alive() or self.closed:
                 return
             self._flush_asked = True  # the first round sends at once (the seed's first flush)
             thread = threading.Thread(target=self._run, name="analytics-sender")
@@ -236,7 +237,7 @@ class Sender(Core):
                 with self._cond:
                     transport = self._transport = self._transport or self._transport_factory()
             return transport.send(attempt.body, attempt.retry_count, attempt.timeout)
-        except Exception as exc:  # a transport bug: a final failure, never a silent loss
+        except BaseException as exc:  # a transport bug (even SystemExit): fail, never lose
             self.log.exception("analytics: unexpected error while sending")
             return Outcome(None, error=repr(exc), internal=True)
 

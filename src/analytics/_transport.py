@@ -17,7 +17,15 @@ from typing import Any, Protocol
 from analytics._retry import Outcome, parse_retry_after
 from analytics._version import __version__
 
-__all__ = ["GZIP_LEVEL", "AsyncTransport", "HTTPTransport", "Transport", "pick_proxy"]
+__all__ = [
+    "GZIP_LEVEL",
+    "AsyncTransport",
+    "HTTPTransport",
+    "Transport",
+    "batch_url",
+    "pick_proxy",
+    "request_headers",
+]
 
 #: zlib level for gzip bodies: 1 is several times faster than 6 and JSON still shrinks ~6x.
 GZIP_LEVEL = 1
@@ -72,17 +80,10 @@ class HTTPTransport:
         import urllib3  # noqa: PLC0415
 
         self._urllib3: Any = urllib3
-        self.url = host.rstrip("/") + "/v1/batch"
+        self.url = batch_url(host)
         self.timeout = timeout
         self.gzip = gzip
-        token = base64.b64encode(f"{write_key}:".encode()).decode()
-        self._headers = {
-            "Content-Type": "application/json",
-            "Authorization": f"Basic {token}",
-            "User-Agent": USER_AGENT,
-        }
-        if gzip:
-            self._headers["Content-Encoding"] = "gzip"
+        self._headers = request_headers(write_key, gzip=gzip)
         proxy = pick_proxy(proxies, self.url)
         if proxy:
             self._pool: Any = urllib3.ProxyManager(proxy, num_pools=1, maxsize=1, retries=False)
@@ -120,6 +121,24 @@ class HTTPTransport:
     def close(self) -> None:
         """Close the pooled connections."""
         self._pool.clear()
+
+
+def batch_url(host: str) -> str:
+    """Where batches go: ``{host}/v1/batch``."""
+    return host.rstrip("/") + "/v1/batch"
+
+
+def request_headers(write_key: str, *, gzip: bool) -> dict[str, str]:
+    """The constant headers of every batch request: JSON, Basic auth (key and a colon)."""
+    token = base64.b64encode(f"{write_key}:".encode()).decode()
+    headers = {
+        "Content-Type": "application/json",
+        "Authorization": f"Basic {token}",
+        "User-Agent": USER_AGENT,
+    }
+    if gzip:
+        headers["Content-Encoding"] = "gzip"
+    return headers
 
 
 def pick_proxy(proxies: str | Mapping[str, str] | None, url: str) -> str | None:

@@ -1,8 +1,12 @@
-"""Fixtures for the client tests: a small scripted HTTP server on 127.0.0.1.
+"""Fixtures for the client tests: a small scripted HTTP server on 127.0.0.1, and the buffers.
 
 The scripted server answers each request with the next step of its script (status, headers,
 delay, or a dropped connection) and then 200, and records every request it got, decoded.
 End-to-end delivery to the real collector uses the ``collector`` fixture of tests/conftest.py.
+
+``buffer`` runs a test once per buffer a client can have: ``memory`` (the default) and
+``spool`` (``spool=tmp_path/"s.db"``); the test passes ``**buffer.options`` to the client and
+asserts each buffer's promise where they differ (a spool keeps what a deadline cut on disk).
 """
 
 from __future__ import annotations
@@ -15,11 +19,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 import analytics
+from analytics._spool import Spool
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
@@ -162,3 +168,98 @@ def _reset_default_client() -> Iterator[None]:
     analytics.host = None
     if client is not None:
         client.shutdown(timeout=2.0)
+
+
+@dataclass(frozen=True)
+class BufferKind:
+    """Which buffer a parametrized test runs over, and the client options that choose it."""
+
+    name: str
+    path: Path | None  # the spool file, for the spool buffer
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """Keyword arguments for `analytics.Client`."""
+        return {} if self.path is None else {"spool": str(self.path)}
+
+    @property
+    def durable(self) -> bool:
+        """True for the spool: what a deadline cuts stays on disk instead of failing."""
+        return self.path is not None
+
+    def stored(self) -> int:
+        """Messages waiting in the spool file (0 for memory)."""
+        return 0 if self.path is None or not self.path.exists() else stored_in(self.path)
+
+
+@pytest.fixture(params=["memory", "spool"])
+def buffer(request: pytest.FixtureRequest, tmp_path: Path) -> BufferKind:
+    """Each buffer in turn: memory, then a spool file in the test's tmp_path."""
+    name: str = request.param
+    return BufferKind(name, tmp_path / "s.db" if name == "spool" else None)
+
+
+def stored_in(path: Path) -> int:
+    """Messages waiting in a spool file, read with a connection of its own."""
+    spool = Spool(path)
+    try:
+        return spool.pending()
+    finally:
+        spool.close()
+
+
+@pytest.fixture
+def dead_sender(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sender threads started from now on end at once, as if they had died.
+
+    The seam is public: `threading.Thread.run`, for the thread the client names
+    ``analytics-sender`` (the name shown in thread dumps). Other threads run as usual.
+    """
+    real_run = threading.Thread.run
+
+    def run(self: threading.Thread) -> None:
+        if self.name != "analytics-sender":
+            real_run(self)
+
+    monkeypatch.setattr(threading.Thread, "run", run)
+
+
+@pytest.fixture
+def unstartable_sender(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sender threads cannot be started (``RuntimeError``, as during interpreter shutdown)."""
+    real_start = threading.Thread.start
+
+    def start(self: threading.Thread) -> None:
+        if self.name == "analytics-sender":
+            raise RuntimeError("can't create new thread at interpreter shutdown")
+        real_start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+
+
+class Calls:
+    """Callbacks recorded from the sender thread, with a bounded wait for them."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[list[dict[str, Any]], Any]] = []
+        self._cond = threading.Condition()
+
+    def __call__(self, data: list[dict[str, Any]], info: Any) -> None:
+        with self._cond:
+            self.calls.append((data, info))
+            self._cond.notify_all()
+
+    def messages(self) -> list[dict[str, Any]]:
+        """Every message passed to the callback, in call order."""
+        with self._cond:
+            return [m for data, _ in self.calls for m in data]
+
+    def reasons(self) -> list[str]:
+        """``error.reason`` of each call (for an on_failure gate)."""
+        with self._cond:
+            return [info.reason for _, info in self.calls]
+
+    def wait_for_messages(self, count: int, timeout: float = 10.0) -> bool:
+        """Wait (bounded) until the callback got at least ``count`` messages."""
+        with self._cond:
+            return self._cond.wait_for(lambda: len(self.messages()) >= count, timeout)

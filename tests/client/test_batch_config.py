@@ -59,10 +59,20 @@ def test_seed_and_segment_option_names() -> None:
     assert analytics.Client("k", sync_mode=True, flush_at_exit=False).config.sync_mode
     cfg = analytics.Client("k", upload_size=50, upload_interval=0.5, flush_at_exit=False).config
     assert (cfg.flush_at, cfg.flush_after) == (50, 0.5)
-    analytics.Client("k", debug=True, flush_at_exit=False)
-    assert logging.getLogger("analytics").level == logging.DEBUG
-    analytics.Client("k", log_level=logging.INFO, flush_at_exit=False)
-    assert logging.getLogger("analytics").level == logging.INFO
+    assert analytics.Client("k", debug=True, flush_at_exit=False).config.log_level == logging.DEBUG
+    cfg = analytics.Client("k", log_level=logging.WARNING, flush_at_exit=False).config
+    assert cfg.log_level == logging.WARNING
+
+
+def test_log_options_never_change_the_analytics_logger() -> None:
+    """Behaviour changed on purpose: a client used to set the level of the shared `analytics`
+    logger (the last client's log_level won, log=False silenced every client). Now log and
+    log_level apply to the client's own records; the application's logger is left alone."""
+    shared = logging.getLogger("analytics")
+    before = (shared.level, shared.disabled, list(shared.handlers))
+    for options in ({"debug": True}, {"log_level": logging.ERROR}, {"log": False}):
+        analytics.Client("k", flush_at_exit=False, **options)
+        assert (shared.level, shared.disabled, list(shared.handlers)) == before
 
 
 @pytest.mark.parametrize(
@@ -70,7 +80,6 @@ def test_seed_and_segment_option_names() -> None:
     [
         ({"flush_at": 0}, "flush_at"),
         ({"flush_at": 3000}, "flush_at"),
-        ({"flush_at": 50, "max_queue_size": 10}, "flush_at"),
         ({"flush_after": -1}, "flush_after"),
         ({"timeout": 0}, "timeout"),
         ({"host": "api.segment.io"}, "host"),
@@ -78,12 +87,35 @@ def test_seed_and_segment_option_names() -> None:
         ({"thread": 0}, "thread"),
         ({"flush_at": 10, "upload_size": 20}, "upload_size"),
         ({"bogus": 1}, "bogus"),
+        ({"flush_at_exit": 0}, "flush_at_exit"),
+        ({"log": "no"}, "log"),
+        ({"spool_fsync": 1}, "spool_fsync"),
+        ({"proxies": ["http://127.0.0.1:3128"]}, "proxies"),
+        ({"proxies": {1: "http://127.0.0.1:3128"}}, "proxies"),
+        ({"exit_timeout": float("inf")}, "exit_timeout"),
+        ({"flush_timeout": float("nan")}, "flush_timeout"),
+        ({"spool_interval": 0}, "spool_interval"),
     ],
 )
 def test_bad_options_raise_config_error_naming_them(kwargs: dict[str, object], name: str) -> None:
     """Each invalid option raises ConfigError (a ValueError) that names it."""
     with pytest.raises(analytics.ConfigError, match=name):
         analytics.Client("key", **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "proxies", ["http://127.0.0.1:3128", {"https": "http://127.0.0.1:3128", "http": "x"}]
+)
+def test_proxies_may_be_a_url_or_a_mapping_of_str(proxies: str | dict[str, str]) -> None:
+    """The two forms the README documents are accepted and kept as given."""
+    client = analytics.Client("k", proxies=proxies, flush_at_exit=False)
+    assert client.config.proxies == proxies
+
+
+def test_flush_at_above_max_queue_size_is_lowered_to_it() -> None:
+    """Segment accepts a queue smaller than the batch size: flush_at becomes max_queue_size."""
+    cfg = analytics.Client("k", flush_at=50, max_queue_size=10, flush_at_exit=False).config
+    assert (cfg.flush_at, cfg.max_queue_size) == (10, 10)
 
 
 def test_write_key_is_required_to_send() -> None:
@@ -102,8 +134,25 @@ def test_every_client_keyword_is_an_option() -> None:
     """Each keyword parameter of Client() reaches the config (none silently ignored)."""
     import inspect
 
-    from analytics._client import _OPTION_NAMES
+    from analytics._base import _OPTION_NAMES
 
-    not_options = {"self", "write_key", "thread", "on_success", "on_failure", "on_error", "clock"}
+    not_options = {
+        "self",
+        "write_key",
+        "thread",
+        "on_success",
+        "on_failure",
+        "on_error",
+        "clock",
+        "transport",
+        # Segment 2.x compatibility, handled before the config: a handler for the analytics
+        # logger, and OAuth options that are refused
+        "log_handler",
+        "oauth_client_id",
+        "oauth_client_key",
+        "oauth_key_id",
+        "oauth_auth_server",
+        "oauth_scope",
+    }
     params = set(inspect.signature(analytics.Client.__init__).parameters) - {"options"}
     assert params - not_options == set(_OPTION_NAMES)

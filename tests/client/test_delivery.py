@@ -10,9 +10,15 @@ from typing import Any
 import pytest
 
 import analytics
-from analytics.testing import FakeClock
+from analytics.testing import FakeClock, MemoryTransport, Reply
 
-from .conftest import ScriptedServer, Step
+from .conftest import Calls, ScriptedServer, Step, wait_until
+
+
+def settled(client: analytics.Client, sent: int) -> bool:
+    """True once ``sent`` messages were delivered and nothing is queued or in flight."""
+    stats = client.stats
+    return stats.sent == sent and stats.queued == 0
 
 
 def test_events_reach_the_collector(collector: Any, make_client: Any) -> None:
@@ -65,15 +71,14 @@ def test_first_message_is_sent_at_once_then_batches(
     """The first message flushes at once; later ones wait for flush_at (seed behaviour)."""
     client = make_client("k", host=server.url, flush_at=5, flush_after=3600)
     client.track("u", "first")
-    assert server.wait_for_messages(1, timeout=10.0)
-    assert client._sender.idle.wait(10.0)
+    assert wait_until(lambda: settled(client, 1))
     for i in range(4):
         client.track("u", f"e{i}")
     assert client.stats.queued == 4  # not sent: fewer than flush_at queued since
-    assert len(server.requests) == 1
     client.track("u", "e4")
     assert server.wait_for_messages(6, timeout=10.0)
     assert [m["event"] for m in server.messages()] == ["first", "e0", "e1", "e2", "e3", "e4"]
+    assert [len(r.body["batch"]) for r in server.requests] == [1, 5]  # the four waited
 
 
 def test_a_trickle_during_a_request_waits_for_flush_at(
@@ -83,8 +88,7 @@ def test_a_trickle_during_a_request_waits_for_flush_at(
     they wait until flush_at are queued (Segment allows 1,000 requests/s per workspace)."""
     client = make_client("k", host=server.url, flush_at=10, flush_after=3600)
     client.track("u", "first")
-    assert server.wait_for_messages(1, timeout=10.0)
-    assert client._sender.idle.wait(10.0)
+    assert wait_until(lambda: settled(client, 1))
     server.script = [Step(delay=0.5)]
     server.request_started.clear()
     for i in range(10):
@@ -93,8 +97,7 @@ def test_a_trickle_during_a_request_waits_for_flush_at(
     for i in range(5):
         client.track("u", "trickle", {"i": i})
     assert server.wait_for_messages(11, timeout=10.0)
-    assert client._sender.idle.wait(10.0)
-    assert len(server.requests) == 2
+    assert wait_until(lambda: client.stats.sent == 11)
     assert client.stats.queued == 5
     for i in range(5, 10):
         client.track("u", "trickle", {"i": i})
@@ -156,49 +159,46 @@ def test_final_failure_reaches_on_failure_and_on_error(
 ) -> None:
     """A 400 is not retried; on_failure gets the messages and the reason; so does on_error."""
     server.script = [Step(400)]
-    failures: list[tuple[list[dict[str, Any]], analytics.DeliveryError]] = []
-    errors: list[tuple[Exception, list[dict[str, Any]]]] = []
-    client = make_client(
-        "k",
-        host=server.url,
-        on_failure=lambda d, e: failures.append((d, e)),
-        on_error=lambda e, b: errors.append((e, b)),
-    )
+    failures = Calls()
+    errors = Calls()
+    client = make_client("k", host=server.url, on_failure=failures, on_error=errors)
     client.track("u", "doomed")
     assert client.flush(timeout=10.0) is False
     assert len(server.requests) == 1
-    ((data, error),) = failures
+    assert failures.wait_for_messages(1)
+    ((data, error),) = failures.calls
     assert data[0]["event"] == "doomed"
     assert (error.reason, error.status) == ("http_error", 400)
-    assert errors[0][1][0]["event"] == "doomed"
-    assert client.stats.failed == 1
+    assert wait_until(lambda: len(errors.calls) == 1)
+    ((exc, batch),) = errors.calls  # Segment's order: on_error(exception, batch)
+    assert exc is error
+    assert batch == data
+    assert (client.stats.sent, client.stats.failed) == (0, 1)
 
 
 def test_retries_exhausted_is_reported(server: ScriptedServer, make_client: Any) -> None:
     """After max_retries the batch fails with reason retries_exhausted."""
     server.script = [Step(500)] * 3
-    failures: list[analytics.DeliveryError] = []
+    failures = Calls()
     client = make_client(
-        "k",
-        host=server.url,
-        max_retries=2,
-        clock=FakeClock(),
-        on_failure=lambda d, e: failures.append(e),
+        "k", host=server.url, max_retries=2, clock=FakeClock(), on_failure=failures
     )
     client.track("u", "e")
     assert client.flush(timeout=10.0) is False
-    assert [f.reason for f in failures] == ["retries_exhausted"]
+    assert failures.wait_for_messages(1)
+    assert failures.reasons() == ["retries_exhausted"]
     assert len(server.requests) == 3
 
 
 def test_on_success_gets_data_and_response(server: ScriptedServer, make_client: Any) -> None:
     """on_success(data, response) runs after delivery with the decoded messages."""
-    seen: list[tuple[list[dict[str, Any]], Any]] = []
+    seen = Calls()
     client = make_client("k", host=server.url)
-    client.on_success(lambda data, response: seen.append((data, response)))
+    client.on_success(seen)
     client.track("u", "e")
     assert client.flush(timeout=10.0)
-    data, response = seen[0]
+    assert seen.wait_for_messages(1)
+    ((data, response),) = seen.calls
     assert data[0]["event"] == "e"
     assert response.status == 200
 
@@ -214,32 +214,31 @@ def test_a_raising_callback_does_not_stop_delivery(
         assert client.flush(timeout=10.0)
         client.track("u", "b")
         assert client.flush(timeout=10.0)
+        assert wait_until(lambda: caplog.text.count("callback raised") == 2)
     assert [m["event"] for m in server.messages()] == ["a", "b"]
-    assert "callback raised" in caplog.text
 
 
 def test_full_queue_drops_counts_logs_once_and_reports(
     make_client: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A full queue drops the new message, counts it by reason, logs one line, calls on_failure."""
-    dropped: list[str] = []
-    blocked = threading.Event()  # a host that never answers keeps the queue full
+    dropped = Calls()
+    transport = MemoryTransport(Reply(hold=True))  # the first request hangs: the queue fills
     client = make_client(
-        "k",
-        host="http://127.0.0.1:9",
-        max_queue_size=10,
-        flush_at=10,
-        clock=FakeClock(),
-        on_failure=lambda d, e: dropped.append(e.reason),
+        "k", transport=transport, max_queue_size=10, flush_at=10, on_failure=dropped
     )
-    client._sender._start = lambda: None  # keep the sender idle so the queue stays full
+    client.track("u", "first")
+    assert transport.wait_for(lambda t: len(t.requests) == 1)
     with caplog.at_level(logging.WARNING, logger="analytics"):
         results = [client.track("u", "e", {"i": i})[0] for i in range(25)]
-    blocked.set()
     assert results == [True] * 10 + [False] * 15
     assert client.stats.dropped == {"queue_full": 15}
-    assert dropped == ["queue_full"] * 15
+    assert dropped.reasons() == ["queue_full"] * 15  # drops call back on the calling thread
+    assert [m["properties"]["i"] for m in dropped.messages()] == list(range(10, 25))
     assert len([r for r in caplog.records if "dropped" in r.getMessage()]) == 1
+    transport.release()
+    assert client.flush(timeout=10.0)
+    assert len(transport.delivered) == 11
 
 
 def test_enqueue_waits_for_room_only_when_asked(make_client: Any, server: ScriptedServer) -> None:
@@ -286,14 +285,21 @@ def test_the_write_key_never_appears_in_logs(
 
 def test_sync_mode_sends_on_the_calling_thread(server: ScriptedServer, make_client: Any) -> None:
     """async_=False delivers before the call returns and reports success in its result."""
-    client = make_client("k", host=server.url, async_=False)
+    threads: list[threading.Thread] = []
+    client = make_client(
+        "k",
+        host=server.url,
+        async_=False,
+        on_success=lambda d, r: threads.append(threading.current_thread()),
+    )
     ok, _ = client.track("u", "e")
     assert ok
     assert len(server.messages()) == 1
-    assert client._sender._thread is None
+    assert threads == [threading.current_thread()]  # delivered (and told) on this thread
     server.script = [Step(400)]
     ok, _ = client.track("u", "bad")
     assert not ok
+    assert (client.stats.sent, client.stats.failed) == (1, 1)
 
 
 def test_sync_mode_retries_too(server: ScriptedServer, make_client: Any) -> None:

@@ -29,16 +29,31 @@ from analytics._message import (
     normalize_message,
     now_iso,
 )
+from analytics.testing import capture
 
 _message.load_encoder()
 ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
 def track(**kwargs: object) -> dict[str, object]:
+    """The message as it goes on the wire (what the collector receives)."""
     client = analytics.Client("key", send=False, flush_at_exit=False)
-    ok, msg = client.track(**kwargs)  # type: ignore[arg-type]
+    with capture(client) as sent:
+        ok, _ = client.track(**kwargs)  # type: ignore[arg-type]
     assert ok
-    return orjson.loads(encode(msg))  # type: ignore[no-any-return]
+    return sent[0]
+
+
+def test_the_returned_message_has_segments_keys_and_the_wire_leaves_none_out() -> None:
+    """Segment 2.x returns userId/anonymousId (None when not given) and integrations; code
+    reads msg["anonymousId"]. What is sent leaves None fields out."""
+    client = analytics.Client("key", send=False, flush_at_exit=False)
+    with capture(client) as sent:
+        _, returned = client.track(user_id="u1", event="e")
+    assert returned["anonymousId"] is None
+    assert returned["integrations"] == {}
+    assert "anonymousId" not in sent[0]
+    assert {k: v for k, v in returned.items() if v is not None and k != "integrations"} == sent[0]
 
 
 def test_track_message_has_the_spec_fields() -> None:

@@ -11,11 +11,21 @@ from analytics._retry import Outcome, RetryPolicy, RetryState, parse_retry_after
 POLICY = RetryPolicy()
 
 
-@pytest.mark.parametrize("status", [200, 201, 204, 302])
+@pytest.mark.parametrize("status", [200, 201, 202, 204, 299])
 def test_success_statuses_are_delivered(status: int) -> None:
-    """2xx and 3xx end the attempt as delivered."""
+    """Only a 2xx ends the attempt as delivered."""
     _, delay, reason = POLICY.decide(RetryState(0.0), Outcome(status), 0.0, 0.5)
     assert (delay, reason) == (None, "")
+    assert Outcome(status).delivered
+
+
+@pytest.mark.parametrize("status", [300, 301, 302, 303, 304, 307, 308])
+def test_a_redirect_is_a_final_http_error(status: int) -> None:
+    """Behaviour changed on purpose: a 3xx used to count as delivered. Redirects are never
+    followed, so a 3xx is a final failure (http_error), not a delivery and not retried."""
+    _, delay, reason = POLICY.decide(RetryState(0.0), Outcome(status), 0.0, 0.5)
+    assert (delay, reason) == (None, "http_error")
+    assert not Outcome(status).delivered
 
 
 @pytest.mark.parametrize("status", [408, 410, 429, 460, 500, 502, 503, 504, 599, None])

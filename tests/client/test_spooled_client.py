@@ -7,23 +7,18 @@ shutdown report, the restart, and the fall back to memory.
 
 from __future__ import annotations
 
+import json
 import logging
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from analytics._spool import Spool, SpoolError
-
-from .conftest import ScriptedServer, Step, wait_until
-
-
-def stored_in(path: Path) -> int:
-    spool = Spool(path)
-    try:
-        return spool.pending()
-    finally:
-        spool.close()
+from .conftest import ScriptedServer, Step, stored_in, wait_until
 
 
 def test_spooled_client_delivers_and_empties_the_spool(
@@ -51,9 +46,9 @@ def test_events_reach_the_spool_while_the_sender_backs_off(
     assert server.wait_for_messages(1, timeout=10.0)  # the sender is now waiting 300 s
     for i in range(50):
         client.track("u", "later", {"i": i})
-    assert wait_until(lambda: not client._sender.queue, timeout=5.0)
+    assert wait_until(lambda: stored_in(path) == 51, timeout=5.0)  # no flush: the spooler
     assert client.stats.queued == 51  # all of them on disk, none delivered
-    assert stored_in(path) == 51
+    assert len(server.requests) == 1
 
 
 def test_shutdown_in_an_outage_keeps_events_on_disk_for_the_next_start(
@@ -91,37 +86,81 @@ def test_a_corrupt_spool_falls_back_to_memory(
     assert collector.store.count() == 1
 
 
+#: A producer whose spool file stops growing (RLIMIT_FSIZE: writes past its size fail, as on a
+#: full disk) once 10 events are on disk; it then sends 20 more and reports its counters.
+DISK_FULL_PRODUCER = """
+import json, logging, os, resource, signal, sys, time
+import analytics
+from analytics._spool import Spool
+
+logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(message)s")
+path, host = sys.argv[1], sys.argv[2]
+client = analytics.Client("k", host=host, spool=path, spool_interval=0.05, flush_at=1000,
+                          flush_after=3600, flush_at_exit=False)
+client.track(user_id="u", event="warmup")
+assert client.flush(timeout=10.0)
+for i in range(10):
+    client.track(user_id="u", event="before", properties={"i": i})
+
+def stored():
+    spool = Spool(path)
+    try:
+        return spool.pending()
+    finally:
+        spool.close()
+
+end = time.monotonic() + 10.0
+while stored() < 10 and time.monotonic() < end:  # the spooler stages them (bounded poll)
+    time.sleep(0.02)
+assert stored() == 10
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+size = max(os.path.getsize(p) for p in (path, path + "-wal") if os.path.exists(p))
+resource.setrlimit(resource.RLIMIT_FSIZE, (size, resource.RLIM_INFINITY))
+for i in range(20):
+    client.track(user_id="u", event="after", properties={"i": i})
+flushed = client.flush(timeout=10.0)
+resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+stats = client.stats
+shut = client.shutdown(timeout=5.0)
+print(json.dumps({"flushed": flushed, "shutdown": shut, "sent": stats.sent,
+                  "unspooled": stats.unspooled, "failed": stats.failed}))
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_FSIZE semantics of Linux")
 def test_a_spool_that_fails_later_falls_back_to_memory(
-    server: ScriptedServer, make_client: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    server: ScriptedServer, make_client: Any, tmp_path: Path
 ) -> None:
-    """When writing fails (disk full ...), new events go through memory, and the chunks
-    already on disk are still sent: nothing is stranded."""
-    server.script = [Step(429, {"Retry-After": "300"})] * 1000  # hold everything on disk
+    """When writing to the spool fails (disk full), it is said once at ERROR, new events go
+    through memory (counted as unspooled), and the chunks already on disk stay there: the
+    next client sends them. Nothing is stranded or lost."""
     path = tmp_path / "spool.db"
-    client = make_client("k", host=server.url, spool=str(path), spool_interval=0.05)
-    for i in range(10):
-        client.track("u", "before", {"i": i})
-    assert wait_until(lambda: not client._sender.queue and stored_in(path) == 10)
-    spool = client._sender.spool
-
-    def full(items: list[bytes]) -> int:
-        raise SpoolError("database or disk is full")
-
-    spool.append = full
-    with caplog.at_level(logging.ERROR, logger="analytics"):
-        for i in range(20):
-            client.track("u", "after", {"i": i})
-        server.script.clear()  # the collector recovers
-        assert client.flush(timeout=10.0)
-    events = [m["event"] for m in server.messages()]
-    assert events.count("before") >= 10  # at least once: retried chunks may repeat
-    assert {m["properties"]["i"] for m in server.messages() if m["event"] == "after"} == set(
-        range(20)
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(DISK_FULL_PRODUCER), str(path), server.url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
-    assert client.stats.unspooled == 20
-    assert client._sender.writable is False
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report == {
+        "flushed": True,
+        "shutdown": False,  # ten events stay in the spool
+        "sent": 21,
+        "unspooled": 20,
+        "failed": 0,
+    }
+    errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR")]
+    assert len(errors) == 1, result.stderr
+    assert "spool" in errors[0]
+    assert [m["event"] for m in server.messages()] == ["warmup"] + ["after"] * 20
+    assert stored_in(path) == 10
+    second = make_client("k", host=server.url, spool=str(path))
+    assert second.flush(timeout=10.0)  # the leftovers, without any new call
+    before = [m["properties"]["i"] for m in server.messages() if m["event"] == "before"]
+    assert before == list(range(10))
     assert stored_in(path) == 0
-    assert len([r for r in caplog.records if "cannot write to the spool" in r.getMessage()]) == 1
 
 
 def test_the_size_bound_drops_the_oldest_and_counts_them(
@@ -139,9 +178,16 @@ def test_the_size_bound_drops_the_oldest_and_counts_them(
     )
     client.track("u", "first")
     assert server.wait_for_messages(1, timeout=10.0)
+    path = tmp_path / "s.db"
+
+    def accounted(expected: int) -> Callable[[], bool]:
+        """Every message so far is on disk or dropped as spool_full (none still in memory)."""
+        return lambda: stored_in(path) + client.stats.dropped.get("spool_full", 0) == expected
+
     for i in range(10):  # ten chunks of ~10 KB each, through the spooler
         for j in range(40):
             client.track("u", "e", {"i": i, "j": j, "pad": "x" * 200})
-        assert wait_until(lambda: not client._sender.queue, timeout=5.0)
-    assert client.stats.dropped.get("spool_full", 0) > 0
-    assert stored_in(tmp_path / "s.db") < 400
+        assert wait_until(accounted(1 + 40 * (i + 1)), timeout=5.0)
+    dropped = client.stats.dropped.get("spool_full", 0)
+    assert dropped > 0
+    assert stored_in(path) == 401 - dropped < 400

@@ -15,6 +15,12 @@ from collector_http import KEY, basic, batch, post, raw_connect, read_status, tr
 from analytics.collector import CollectorServer, SQLiteStore
 
 
+@pytest.fixture
+def collector_db(any_collector_db: Callable[[int], Any]) -> Callable[[int], Any]:
+    """Every test here runs over both stores: SQLite and PostgreSQL behave the same."""
+    return any_collector_db
+
+
 def assert_error(reply: Any, status: int, code: str) -> None:
     assert reply.status == status, reply.body
     body = reply.json

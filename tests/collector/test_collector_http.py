@@ -11,6 +11,19 @@ from collector_http import KEY, basic, batch, post, request, track
 
 from analytics.collector import CollectorServer
 
+
+@pytest.fixture
+def collector_db(any_collector_db: Callable[[int], Any]) -> Callable[[int], Any]:
+    """Every test here runs over both stores: SQLite and PostgreSQL behave the same."""
+    return any_collector_db
+
+
+@pytest.fixture
+def request_(request: pytest.FixtureRequest) -> pytest.FixtureRequest:
+    """The test's own request (``request`` is taken by the HTTP helper's name)."""
+    return request
+
+
 SINGLE = [
     ("identify", "identify", {"userId": "u1", "traits": {"plan": "pro"}}),
     ("track", "track", {"userId": "u1", "event": "Played"}),
@@ -65,10 +78,45 @@ def test_json_is_accepted_as_json_text_or_without_content_type(
     assert collector.store.count() == 1
 
 
-def test_other_content_types_get_415(collector: CollectorServer) -> None:
-    reply = post(collector.url, "/v1/batch", batch([]), headers={"Content-Type": "text/html"})
-    assert reply.status == 415
-    assert reply.json["code"] == "unsupported_media_type"
+@pytest.mark.parametrize(
+    "content_type", ["application/x-www-form-urlencoded", "text/html", "application/octet-stream"]
+)
+def test_json_is_read_whatever_its_content_type(
+    collector: CollectorServer, content_type: str
+) -> None:
+    # @rudderstack/rudder-sdk-node 3.x sends gzipped JSON labelled as a form.
+    headers = {"Content-Type": content_type}
+    reply = post(collector.url, "/v1/batch", batch([track(1)]), headers=headers, compress=True)
+    assert reply.status == 200, reply.body
+    assert collector.store.message_ids() == ["msg-1"]
+
+
+@pytest.mark.parametrize(
+    ("content_type", "status", "code"),
+    [
+        ("application/x-www-form-urlencoded", 415, "unsupported_media_type"),
+        ("application/json", 400, "invalid_json"),
+        (None, 400, "invalid_json"),
+    ],
+)
+def test_a_body_that_is_not_json(
+    collector: CollectorServer, content_type: str | None, status: int, code: str
+) -> None:
+    headers = {"Authorization": basic(KEY)}
+    if content_type:
+        headers["Content-Type"] = content_type
+    reply = request(collector.url, "POST", "/v1/batch", b"userId=u1&event=E", headers)
+    assert (reply.status, reply.json["code"]) == (status, code)
+    assert collector.store.count() == 0
+
+
+def test_a_wrong_key_is_401_before_content_checks(
+    collector_factory: Callable[..., CollectorServer],
+) -> None:
+    server = collector_factory(write_keys=["good"])
+    headers = {"Content-Type": "application/x-www-form-urlencoded", "Content-Encoding": "br"}
+    reply = post(server.url, "/v1/batch", b"not json", key="bad", headers=headers)
+    assert (reply.status, reply.json["code"]) == (401, "unknown_write_key")
 
 
 def test_gzip_and_deflate_bodies(collector: CollectorServer) -> None:
@@ -196,12 +244,16 @@ def test_empty_batch_is_200(collector: CollectorServer) -> None:
     assert collector.store.count() == 0
 
 
-def test_health_and_unknown_routes(collector: CollectorServer) -> None:
+def test_health_and_unknown_routes(
+    collector: CollectorServer, request_: pytest.FixtureRequest
+) -> None:
     post(collector.url, "/v1/batch", batch([track(1)]))
     health = request(collector.url, "GET", "/health")
     assert health.status == 200
     assert health.json["status"] == "ok"
     assert health.json["stored"] == 1
+    assert health.json["store"]["reachable"] is True
+    assert health.json["store"]["store"] == request_.node.callspec.params["any_collector_db"]
     missing = request(collector.url, "POST", "/v1/nothing", b"{}")
     assert missing.status == 404
     assert missing.json["success"] is False

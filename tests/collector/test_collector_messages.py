@@ -20,7 +20,6 @@ from analytics.collector._messages import (
     prepare,
     read_envelope,
 )
-from analytics.collector._schema import dedupe_key
 from analytics.collector._time import format_timestamp, parse_timestamp
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=timezone.utc)
@@ -73,13 +72,17 @@ def test_timestamp_without_sent_at_is_kept_as_original() -> None:
     assert msg["timestamp"] == "2024-05-01T12:00:00.000Z"
 
 
+def sent_at_envelope(sent: datetime) -> Envelope:
+    return read_envelope(
+        {"batch": [], "sentAt": format_timestamp(sent)}, single_type=None, limits=LIMITS
+    )
+
+
 def test_clock_skew_is_corrected_from_batch_sent_at() -> None:
     # The client clock is 10 minutes behind: it says it sent at 02:54:05.678 what happened
     # 5 seconds earlier; the corrected time is receivedAt - 5 s.
     sent = NOW - timedelta(minutes=10)
-    env = read_envelope(
-        {"batch": [], "sentAt": format_timestamp(sent)}, single_type=None, limits=LIMITS
-    )
+    env = sent_at_envelope(sent)
     item = {
         "type": "track",
         "userId": "u",
@@ -90,6 +93,21 @@ def test_clock_skew_is_corrected_from_batch_sent_at() -> None:
     assert msg["timestamp"] == format_timestamp(NOW - timedelta(seconds=5))
     assert msg["sentAt"] == format_timestamp(sent)
     assert msg["originalTimestamp"] == item["timestamp"]
+
+
+def test_client_original_timestamp_is_kept_beside_its_timestamp() -> None:
+    # rudder-sdk-node sends its device time as originalTimestamp beside an explicit timestamp;
+    # the device time is kept and the explicit timestamp is the one corrected for skew.
+    device = "2026-01-02T02:54:04.678Z"
+    item = {"type": "identify", "userId": "u", "timestamp": "2020-01-01T00:00:00.000Z"}
+    msg = norm({**item, "originalTimestamp": device}, sent_at_envelope(NOW - timedelta(minutes=10)))
+    assert msg["originalTimestamp"] == device
+    assert msg["timestamp"] == "2020-01-01T00:10:00.000Z"
+
+
+def test_a_kept_original_timestamp_must_be_iso_8601() -> None:
+    item = {"type": "identify", "userId": "u", "timestamp": "2020-01-01T00:00:00Z"}
+    assert refusal({**item, "originalTimestamp": "yesterday"}) == "invalid_timestamp"
 
 
 def test_message_sent_at_wins_over_batch_sent_at_and_offsets_are_understood() -> None:
@@ -227,8 +245,8 @@ def test_prepare_lists_refusals_by_index_and_builds_rows() -> None:
         (2, "missing_field"),
     ]
     (row,) = out.rows
-    message_id = orjson.loads(row[7])["messageId"]
-    assert row[:6] == (dedupe_key("k", message_id), "k", message_id, "identify", "u", None)
+    message_id = orjson.loads(row.body)["messageId"]
+    assert row[:6] == ("k", message_id, "identify", "u", None, None)
 
 
 def test_prepare_refuses_oversize_items_only() -> None:
@@ -251,7 +269,7 @@ def test_prepare_uses_per_message_write_keys_without_a_request_key() -> None:
         (2, "missing_write_key"),
     ]
     assert out.keyed == 1
-    assert out.rows[0][1] == "good"
+    assert out.rows[0].write_key == "good"
 
 
 @pytest.mark.parametrize(
@@ -320,7 +338,7 @@ def test_random_bodies_never_crash_and_every_item_is_accounted_for(
     out = run_prepare(env, key=None)
     assert len(out.rows) + len(out.refused) == len(env.items)
     for row in out.rows:
-        stored = orjson.loads(row[7])
+        stored = orjson.loads(row.body)
         assert stored["receivedAt"] == format_timestamp(NOW)
         assert stored["type"] in {"identify", "track", "page", "screen", "group", "alias"}
         assert "writeKey" not in stored

@@ -29,7 +29,7 @@ def test_the_per_key_hasher_gives_the_stored_keys(write_key: str) -> None:
 @pytest.fixture
 def colliding(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every pair hashes to one of two keys: collisions on nearly every row."""
-    monkeypatch.setattr(_schema, "dedupe_key", lambda wk, mid: 2**63 - 1 - (len(mid) % 2))
+    monkeypatch.setattr(_schema, "dedupe_keyer", lambda wk: lambda mid: 2**63 - 1 - (len(mid) % 2))
 
 
 def test_collisions_never_drop_a_different_event(tmp_path: Path, colliding: None) -> None:
@@ -73,7 +73,10 @@ def _v1_file(path: Path) -> None:
     conn.executemany(
         "INSERT INTO events (write_key, message_id, type, user_id, anonymous_id, event,"
         " timestamp, received_at, body) VALUES (?,?,?,?,?,?,?,?,?)",
-        [(*r[1:5], None, r[5], r[6], r[6], r[7]) for r in map(row, range(10))],
+        [
+            (*r[:4], r.anonymous_id, r.event, r.timestamp, r.received_at, r.body.decode())
+            for r in map(row, range(10))
+        ],
     )
     conn.commit()
     conn.close()

@@ -11,24 +11,16 @@ from pathlib import Path
 import orjson
 import pytest
 
-from analytics.collector import SQLiteStore, Store, StoreError, _schema
-from analytics.collector._store import Row
+from analytics.collector import SQLiteStore, Store, StoreError
+from analytics.collector._validated import Message, to_message
 
 
-def row(i: int, *, key: str = "k", kind: str = "track", received: str | None = None) -> Row:
+def row(i: int, *, key: str = "k", kind: str = "track", received: str | None = None) -> Message:
+    """A validated message as the collector hands it to a store (any store)."""
     received = received or f"2024-05-01T12:00:{i % 60:02d}.000Z"
     msg = {"type": kind, "userId": f"u{i % 3}", "event": f"E{i % 2}", "messageId": f"m{i}"}
-    msg["receivedAt"] = received
-    return (
-        _schema.dedupe_key(key, f"m{i}"),  # looked up per call: tests patch it
-        key,
-        f"m{i}",
-        kind,
-        f"u{i % 3}",
-        f"E{i % 2}" if kind == "track" else None,
-        received,
-        orjson.dumps(msg).decode(),
-    )
+    msg["receivedAt"] = msg["timestamp"] = received
+    return to_message(msg, key, orjson.dumps(msg))
 
 
 @pytest.fixture
@@ -89,7 +81,7 @@ def test_full_disk_is_a_store_error_and_nothing_is_kept(store: SQLiteStore) -> N
     conn.close()
     writer = store._writer()
     writer.execute(f"PRAGMA max_page_count = {pages}")
-    big = [(*row(i)[:7], "x" * 5000) for i in range(1, 200)]
+    big = [row(i)._replace(body=orjson.dumps("x" * 5000)) for i in range(1, 200)]
     with pytest.raises(StoreError, match="full"):
         store.write([big])
     assert store.count() == 1

@@ -20,6 +20,7 @@ from typing import Any
 import click
 
 import analytics
+from analytics.cli._escape import echo
 from analytics.cli._options import EXIT_NOT_DELIVERED, timeout_option
 from analytics.cli._table import event_rows, print_table
 from analytics.collector import CollectorServer, StoreError
@@ -113,7 +114,7 @@ def _missing(sent: Sent, stored: list[dict[str, Any]]) -> list[str]:
 
 def say(text: str) -> None:
     """A progress note on standard error (stdout keeps the table)."""
-    click.echo(f"· {text}", err=True)
+    echo(f"· {text}", err=True)
 
 
 @contextlib.contextmanager
@@ -151,6 +152,7 @@ def demo_command(db: str | None, timeout: float) -> None:
     path = _db_path(db)
     with _embedded_collector(path) as server:
         say(f"collector listening on {server.url}, storing in {path}")
+        say(f"live events page (while the demo runs): {server.url}/")
         sent = run_examples(server.url, timeout, say)
         ids = [msg.get("messageId") for _, msg in sent]
         stored = [m for m in server.store.events() if m.get("messageId") in ids]
@@ -161,12 +163,13 @@ def demo_command(db: str | None, timeout: float) -> None:
         " sent is kept as originalTimestamp: see it with --json)"
     )
     click.echo("")
-    click.echo(f"Database: {path}")
-    click.echo(f"Look at it with:  analytics events --db {_quote(path)}")
+    echo(f"Database: {path}")
+    echo(f"Look at it with:  analytics events --db {_quote(path)}")
+    echo(
+        f"Or watch it live:  analytics serve --db {_quote(path)}  then open http://127.0.0.1:8088/"
+    )
     if missing:
-        click.echo(
-            f"error: {len(missing)} of {len(sent)} events did not arrive: {missing}", err=True
-        )
+        echo(f"error: {len(missing)} of {len(sent)} events did not arrive: {missing}", err=True)
         click.get_current_context().exit(EXIT_NOT_DELIVERED)
     click.echo(f"All {len(sent)} events arrived.")
 

@@ -18,6 +18,7 @@ import click
 
 import analytics
 from analytics.cli._delivery import DeliveryTracker
+from analytics.cli._escape import echo
 from analytics.cli._importer import Importer, ImportResult, summary_lines
 from analytics.cli._mapping import (
     MESSAGE_TYPES,
@@ -331,15 +332,15 @@ def run_import(settings: Settings) -> ImportResult:
             finish_timeout = min(settings.timeout, 2.0)
         result = importer.finish(finish_timeout)
     for line in summary_lines(result):
-        click.echo(line, err=True)
+        echo(line, err=True)
     if settings.dry_run:
         valid = result.read - result.refused
-        click.echo(
+        echo(
             f"dry run: read {result.read:,}, valid {valid:,}, refused {result.refused:,}"
             f" in {format_duration(result.duration)}; nothing was sent"
         )
         return result
-    click.echo(
+    echo(
         format_summary(
             result.read, result.sent, result.refused, result.not_delivered, result.duration
         )

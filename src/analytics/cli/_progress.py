@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, TextIO
 
+from analytics.cli._escape import printable
+
 if TYPE_CHECKING:
     from rich.progress import Progress as RichProgress
 
@@ -109,7 +111,7 @@ class PlainReporter:
 
     def log(self, text: str) -> None:
         """Print one line."""
-        print(text, file=self._stream, flush=True)
+        print(printable(text), file=self._stream, flush=True)
 
     def close(self, counts: Counts) -> None:
         """Nothing to release."""
@@ -156,8 +158,8 @@ class RichReporter:
         self._progress.update(self._task, completed=counts.position, stats=stats)
 
     def log(self, text: str) -> None:
-        """Print above the bar, verbatim (no markup)."""
-        self._progress.console.print(text, markup=False, highlight=False, soft_wrap=True)
+        """Print above the bar: no markup, control characters escaped."""
+        self._progress.console.print(printable(text), markup=False, highlight=False, soft_wrap=True)
 
     def close(self, counts: Counts) -> None:
         """Draw the last state and stop the bar."""

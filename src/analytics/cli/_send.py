@@ -21,6 +21,7 @@ from analytics.cli._delivery import (
     is_unreachable,
     short_detail,
 )
+from analytics.cli._escape import echo
 from analytics.cli._options import (
     EXIT_NOT_DELIVERED,
     EXIT_UNREACHABLE,
@@ -118,7 +119,7 @@ def deliver_one(
     finally:
         client.shutdown(timeout=1.0)
     if tracker.sent:
-        click.echo(f"delivered {message['type']} {sent.get('messageId')}")
+        echo(f"delivered {message['type']} {sent.get('messageId')}")
         return 0
     if error is not None or not accepted:
         return _report_failure(error or tracker.last_error, host)
@@ -126,7 +127,7 @@ def deliver_one(
     hint = ""
     if last is not None and "last attempt" in last.detail:
         hint = f"; last attempt: {short_detail(last.detail.partition('last attempt: ')[2])}"
-    click.echo(
+    echo(
         f"error: not delivered: the collector at {host} did not acknowledge the event"
         f" within {timeout:g}s{hint} (raise --timeout, or check that it is running)",
         err=True,
@@ -136,9 +137,9 @@ def deliver_one(
 
 def _report_failure(error: DeliveryError | None, host: str) -> int:
     if error is None:
-        click.echo("error: not delivered: the client did not accept the message", err=True)
+        echo("error: not delivered: the client did not accept the message", err=True)
         return EXIT_NOT_DELIVERED
-    click.echo(f"error: not delivered: {describe_failure(error, host)}", err=True)
+    echo(f"error: not delivered: {describe_failure(error, host)}", err=True)
     return EXIT_UNREACHABLE if is_unreachable(error) else EXIT_NOT_DELIVERED
 
 
@@ -193,7 +194,7 @@ def make_send_command(kind: str) -> click.Command:
         message = build_message(kind, values)
         stamp = message.get("timestamp")
         if stamp is not None and is_naive(stamp):
-            click.echo(
+            echo(
                 f"warning: --timestamp {stamp!r} has no timezone; the library's rule applies"
                 " (naive times are taken as UTC)",
                 err=True,

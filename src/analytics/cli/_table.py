@@ -9,6 +9,8 @@ from typing import Any
 
 import orjson
 
+from analytics.cli._escape import printable
+
 __all__ = ["COLUMNS", "event_rows", "format_table", "print_table"]
 
 COLUMNS = ("type", "user", "event", "timestamp", "receivedAt", "details")
@@ -30,21 +32,20 @@ def _details(message: Mapping[str, Any]) -> str:
 
 
 def event_rows(messages: Sequence[Mapping[str, Any]]) -> list[tuple[str, ...]]:
-    """One row of `COLUMNS` per stored message."""
+    """One row of `COLUMNS` per stored message (control characters escaped)."""
     rows: list[tuple[str, ...]] = []
     for message in messages:
         user = message.get("userId") or message.get("anonymousId") or ""
         what = message.get("event") or message.get("name") or ""
-        rows.append(
-            (
-                str(message.get("type", "")),
-                str(user),
-                str(what),
-                str(message.get("timestamp", "")),
-                str(message.get("receivedAt", "")),
-                _details(message),
-            )
+        cells = (
+            message.get("type", ""),
+            user,
+            what,
+            message.get("timestamp", ""),
+            message.get("receivedAt", ""),
+            _details(message),
         )
+        rows.append(tuple(printable(str(cell)) for cell in cells))
     return rows
 
 

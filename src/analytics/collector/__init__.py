@@ -19,8 +19,10 @@ What it answers (details in the module docstrings):
   32,768 bytes (single-event paths) or 512,000 bytes (batch paths) after decompression, more
   than 2,500 messages in a batch (the whole batch is refused), a bad gzip/deflate stream.
 - 401 missing or unknown write key; 408 body not received within ``read_timeout``;
-  415 unsupported Content-Type or Content-Encoding; 503 + ``Retry-After`` when the store cannot
-  commit (disk full, database locked): nothing of that request is stored, retry it.
+  415 a body neither JSON nor labelled JSON, or an unknown Content-Encoding; 503 +
+  ``Retry-After`` when the store cannot commit (disk full, database locked): nothing of that
+  request is stored, retry it. Any Content-Type is accepted for a JSON body, and the write key
+  is checked first (a wrong Basic auth key is a 401 whatever else is wrong).
 
 Duplicates by (write key, ``messageId``) are acknowledged and not stored twice.
 

@@ -4,16 +4,25 @@ Routes (SPEC 1.1): ``POST /v1/{identify,track,page,screen,group,alias}`` and the
 aliases ``/v1/{i,t,p,s,g,a}`` take one message (its type comes from the path);
 ``POST /v1/{batch,import,b}`` take ``{"batch": [...], ...}``; a trailing slash is accepted
 (analytics-java posts to ``/v1/import/``). ``POST /v1/m`` (analytics.js metrics) is answered 200
-and discarded. ``GET /health`` (and ``/v1/health``) answers ``{"status": "ok", "pid",
-...counters}``: the counters of the process that answered (``--workers`` runs several).
+and discarded. ``GET /health`` (and ``/v1/health``) answers ``{"status": "ok", "pid", "store":
+{"store": "sqlite" | "postgresql", "database", "reachable"}, ...counters}``: the counters of the
+process that answered (``--workers`` runs several); 503 with ``"status": "store_unreachable"``
+when the store cannot be reached (the database is named without its password).
 
-An ingest request goes: content type and encoding checks -> Basic auth key (a bad key is
-refused before the body is read) -> bounded, timed body read -> JSON -> envelope -> per-message
-validation and enrichment -> the writer thread's group commit -> ``200 {"success": true,
-"received": n, "stored": k, "duplicates": d, "refused": [{"index", "code", "reason"}...]}``.
+An ingest request goes: Basic auth key (a bad key is refused before anything else, so a wrong
+key is a 401 whatever the body) -> Content-Encoding check -> bounded, timed body read -> JSON ->
+envelope -> per-message validation and enrichment -> the writer thread's group commit -> ``200
+{"success": true, "received": n, "stored": k, "duplicates": d, "refused": [{"index", "code",
+"reason"}...]}``. Refused messages are also logged, rate-limited (:mod:`._refusals`).
+
+Any Content-Type is accepted when the (decoded) body is the JSON the route expects:
+@rudderstack/rudder-sdk-node 3.x gzips its JSON and its HTTP library then labels it
+``application/x-www-form-urlencoded``, and RudderStack's gateway reads it. A body that is not
+JSON is a 415 when its Content-Type did not claim JSON, else a 400.
 
 Errors are ``{"success": false, "code", "message", "error"}`` with status 400 (bad body or
-limits), 401 (write key), 404/405 (route), 408 (body too slow), 415 (content type or encoding),
+limits), 401 (write key), 404/405 (route), 408 (body too slow), 415 (a body that is neither
+JSON nor labelled JSON, or an unknown Content-Encoding),
 503 + ``Retry-After`` (the store could not commit; nothing of the request was kept).
 """
 
@@ -31,12 +40,15 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from analytics.collector._admin import AdminAccess
 from analytics.collector._auth import KeyPolicy, basic_auth_key
 from analytics.collector._body import encoding_of, read_body
+from analytics.collector._debugger import Debugger
 from analytics.collector._limits import Limits
 from analytics.collector._messages import Parsed, RequestError, parse_request
+from analytics.collector._refusals import RefusalLog
 from analytics.collector._stats import Stats
-from analytics.collector._store import Row, StoreError
+from analytics.collector._store import Message, StoreError
 from analytics.collector._writer import GroupCommitWriter
 
 __all__ = ["STATE", "AppState", "make_app"]
@@ -69,14 +81,18 @@ def _utcnow() -> datetime:
 
 @dataclass(slots=True)
 class AppState:
-    """What the handlers share: the writer, the key policy, limits, timeouts and counters."""
+    """What the handlers share: the writer, the key policy, limits, timeouts and counters;
+    ``admin`` decides who may open the admin pages (debugger, metrics)."""
 
     writer: GroupCommitWriter
     policy: KeyPolicy
     limits: Limits
     read_timeout: float
     stats: Stats = field(default_factory=Stats)
+    refusals: RefusalLog = field(default_factory=RefusalLog)
     clock: Callable[[], datetime] = _utcnow
+    admin: AdminAccess = field(default_factory=AdminAccess)
+    debugger: Debugger | None = None  # the live page (._debugger); None serves no page
 
 
 STATE = web.AppKey("analytics_collector_state", AppState)
@@ -95,18 +111,19 @@ def error_response(status: int, code: str, message: str, **headers: str) -> web.
     return json_response(status, body, **headers)
 
 
-def _check_content_type(request: web.Request) -> None:
-    if "Content-Type" not in request.headers:
-        return
+def _not_json(request: web.Request, exc: RequestError) -> RequestError:
+    """A body that is not JSON: 415 when its Content-Type did not claim JSON, else ``exc``."""
     mime = request.content_type
-    if mime in _JSON_TYPES or mime.endswith("+json"):
-        return
-    raise RequestError(
-        415, "unsupported_media_type", "Content-Type must be application/json or text/plain"
+    if "Content-Type" not in request.headers or mime in _JSON_TYPES or mime.endswith("+json"):
+        return exc
+    return RequestError(
+        415,
+        "unsupported_media_type",
+        f"body is not JSON (Content-Type: {mime}); any Content-Type is accepted for a JSON body",
     )
 
 
-def _commit(state: AppState, rows: list[Row]) -> Awaitable[int]:
+def _commit(state: AppState, rows: list[Message]) -> Awaitable[int]:
     """Hand ``rows`` to the writer thread; the future resolves after their commit."""
     loop = asyncio.get_running_loop()
     future: asyncio.Future[int] = loop.create_future()
@@ -133,12 +150,31 @@ def _commit(state: AppState, rows: list[Row]) -> Awaitable[int]:
     return future
 
 
+def _parse(
+    request: web.Request, state: AppState, body: bytes, single_type: str | None, key: str | None
+) -> Parsed:
+    try:
+        parsed = parse_request(
+            body,
+            single_type=single_type,
+            header_key=key,
+            now=state.clock(),
+            policy=state.policy,
+            limits=state.limits,
+        )
+    except RequestError as exc:
+        if exc.code in ("invalid_json", "invalid_utf8"):
+            raise _not_json(request, exc) from None
+        raise
+    state.refusals.note(request.path, parsed.refused)
+    return parsed
+
+
 async def _ingest(request: web.Request, state: AppState, single_type: str | None) -> web.Response:
-    _check_content_type(request)
-    encoding = encoding_of(request.headers.get("Content-Encoding"))
     header_key = basic_auth_key(request.headers.get("Authorization"))
     if header_key is not None:
         state.policy.require(header_key)
+    encoding = encoding_of(request.headers.get("Content-Encoding"))
     batch = single_type is None
     body = await read_body(
         request.content,
@@ -148,15 +184,10 @@ async def _ingest(request: web.Request, state: AppState, single_type: str | None
         wire_cap=state.limits.wire_limit(batch=batch),
         timeout=state.read_timeout,
     )
-    parsed = parse_request(
-        body,
-        single_type=single_type,
-        header_key=header_key,
-        now=state.clock(),
-        policy=state.policy,
-        limits=state.limits,
-    )
+    parsed = _parse(request, state, body, single_type, header_key)
     stored = await _commit(state, parsed.rows) if parsed.rows else 0
+    if state.debugger is not None:
+        state.debugger.observe(parsed, stored, body, single_type, header_key)
     return _accepted(state, parsed, stored)
 
 
@@ -186,6 +217,8 @@ async def _handle(request: web.Request, single_type: str | None) -> web.Response
         response = await _ingest(request, state, single_type)
     except RequestError as exc:
         state.stats.add(requests=1, rejected=1)
+        if state.debugger is not None:
+            state.debugger.rejected(exc)
         response = error_response(exc.status, exc.code, exc.message)
         if exc.status == 408:
             response.force_close()
@@ -221,8 +254,13 @@ def _ingest_route(single_type: str | None) -> Handler:
 
 
 async def _health(request: web.Request) -> web.StreamResponse:
-    counters = request.app[STATE].stats.snapshot().as_dict()
-    return json_response(200, {"status": "ok", "success": True, "pid": os.getpid(), **counters})
+    state = request.app[STATE]
+    # The store's check may block (a PostgreSQL connection): off the event loop.
+    store = await asyncio.get_running_loop().run_in_executor(None, state.writer.store.health)
+    ok = bool(store["reachable"])
+    counters = state.stats.snapshot().as_dict()
+    body = {"status": "ok" if ok else "store_unreachable", "success": ok, "pid": os.getpid()}
+    return json_response(200 if ok else 503, {**body, "store": store, **counters})
 
 
 async def _metrics(request: web.Request) -> web.StreamResponse:
@@ -253,6 +291,8 @@ def make_app(state: AppState) -> web.Application:
     for name, handler in routes:
         app.router.add_post(f"/v1/{name}", handler)
         app.router.add_post(f"/v1/{name}/", handler)
+    if state.debugger is not None:
+        state.debugger.add_routes(app)
     app.router.add_get("/health", _health)
     app.router.add_get("/v1/health", _health)
     return app

@@ -52,6 +52,13 @@ class KeyPolicy:
         keys = frozenset(write_keys or ())
         if any(not isinstance(key, str) or not key for key in keys):
             raise ValueError("write keys must be non-empty strings")
+        if any(":" in key for key in keys):
+            # Basic auth sends "user:password" and the key is the user name: the collector
+            # would cut such a key at its first colon and refuse every client that uses it.
+            raise ValueError(
+                "a write key cannot contain ':' (it is sent as the Basic auth user name, "
+                "which ends at the first colon)"
+            )
         self._keys = keys
 
     @property

@@ -1,8 +1,8 @@
 """The ``serve`` and ``events`` commands (click); the ``analytics`` group adds them.
 
-``analytics serve [--host H] [--port P] [--db PATH] [--write-key KEY ...] [--log-level L]``
+``analytics serve [--host H] [--port P] [--db PATH|URL] [--write-key KEY ...] [--log-level L]``
 runs the collector until Ctrl-C or SIGTERM (events it acknowledged are committed).
-``analytics events [--db PATH] [--type T] [--user-id U] [--event E] [--since TIME] [--limit N]
+``analytics events [--db PATH|URL] [--type T] [--user-id U] [--event E] [--since TIME] [--limit N]
 [--json]`` prints what was stored, newest last; ``--json`` prints one stored message per line.
 
 This is the only collector module that imports click. Write-key values are never printed.
@@ -13,19 +13,23 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sqlite3
 import sys
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import click
 import orjson
 
+from analytics.cli._escape import echo
+from analytics.collector._admin import AdminAccess
+from analytics.collector._db import is_url, open_store, redact
 from analytics.collector._messages import MESSAGE_TYPES
 from analytics.collector._run import LOG_FORMAT, run
+from analytics.collector._schema import SchemaError
 from analytics.collector._server import CollectorServer
-from analytics.collector._store import SQLiteStore
+from analytics.collector._store import StoreError
 from analytics.collector._time import parse_timestamp
 
 __all__ = ["events_command", "serve_command"]
@@ -45,11 +49,13 @@ def parse_since(value: str, now: datetime | None = None) -> datetime:
         ValueError: neither form.
     """
     match = _RELATIVE.match(value)
-    if match:
-        seconds = float(match.group(1)) * _UNITS[match.group(2)]
-        return (now or datetime.now(timezone.utc)) - timedelta(seconds=seconds)
     try:
-        return parse_timestamp(value.strip())
+        if match:
+            seconds = float(match.group(1)) * _UNITS[match.group(2)]
+            return (now or datetime.now(timezone.utc)) - timedelta(seconds=seconds)
+        return parse_timestamp(value.strip()).astimezone(timezone.utc)
+    except OverflowError:
+        raise ValueError(f"{value!r} is out of the range of dates") from None
     except ValueError:
         raise ValueError(
             f"{value!r} is neither an ISO-8601 time nor a duration like 10m, 2h, 1d"
@@ -72,25 +78,48 @@ def default_workers() -> int:
 
 
 def _announce(server: CollectorServer) -> None:
-    click.echo(f"Listening on {server.url} (database: {server.store!r}); Ctrl-C stops.")
+    echo(f"Listening on {server.url} (database: {server.store!r}); Ctrl-C stops.")
+    echo(f"Live events page: {server.debugger.address(server.url)}")
 
 
 def _db_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """The ``--db`` option ``serve`` and ``events`` share."""
+    """The ``--db`` option ``serve`` and ``events`` share: a SQLite file or a PostgreSQL URL.
+
+    A plain string (a URL is not a path); the default shown is the constant, never the value
+    of ``ANALYTICS_DB``, so ``--help`` cannot show a password.
+    """
     return click.option(
         "--db",
         default=DEFAULT_DB,
         show_default=True,
         envvar="ANALYTICS_DB",
-        type=click.Path(dir_okay=False, path_type=Path),
+        metavar="PATH|URL",
         help=help,
     )
+
+
+def _db_name(db: str) -> str:
+    """``db`` as it may be shown: a URL without its password."""
+    return redact(db) if is_url(db) else db
+
+
+def _check_admin_token(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Any:
+    """Refuse a short token before anything is started (the rule lives in ._admin)."""
+    if value is not None:
+        try:
+            AdminAccess(token=value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+    return value
 
 
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8088, show_default=True, type=click.IntRange(0, 65535))
-@_db_option("SQLite file to store events in (env ANALYTICS_DB).")
+@_db_option(
+    "SQLite file, or postgresql://USER@HOST/DB to share one database among collectors "
+    "(env ANALYTICS_DB; the password is best left to PGPASSWORD or ~/.pgpass)."
+)
 @click.option(
     "--write-key",
     "write_keys",
@@ -107,6 +136,20 @@ def _db_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     f"Default: one per CPU on Linux, at most {MAX_DEFAULT_WORKERS}; 1 elsewhere.",
 )
 @click.option(
+    "--retention-days",
+    type=click.IntRange(1),
+    envvar="ANALYTICS_RETENTION_DAYS",
+    help="PostgreSQL only: drop the day partitions of events received more than N days ago "
+    "(at start and hourly; env ANALYTICS_RETENTION_DAYS). Default: keep everything.",
+)
+@click.option(
+    "--admin-token",
+    envvar="ANALYTICS_ADMIN_TOKEN",
+    callback=_check_admin_token,
+    help="Token the live debugger page (and /metrics) require (env ANALYTICS_ADMIN_TOKEN). "
+    "Without one they are open on 127.0.0.1 and off on any other address.",
+)
+@click.option(
     "--log-level",
     default="info",
     show_default=True,
@@ -115,9 +158,11 @@ def _db_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
 def serve_command(
     host: str,
     port: int,
-    db: Path,
+    db: str,
     write_keys: tuple[str, ...],
     workers: int | None,
+    retention_days: int | None,
+    admin_token: str | None,
     log_level: str,
 ) -> None:
     """Run the local collector (a Segment-compatible tracking API) until Ctrl-C."""
@@ -125,9 +170,20 @@ def serve_command(
     if workers is None:
         workers = default_workers()
     try:
-        run(host, port, db, list(write_keys) or None, on_ready=_announce, workers=workers)
+        run(
+            host,
+            port,
+            db,
+            list(write_keys) or None,
+            on_ready=_announce,
+            workers=workers,
+            retention_days=retention_days,
+            admin_token=admin_token,
+        )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+    except StoreError as exc:  # unusable database, one line (a URL's password is redacted)
+        raise click.ClickException(f"cannot use the database: {exc}") from None
     except OSError as exc:
         raise click.ClickException(f"cannot serve on {host}:{port}: {exc}") from None
     except RuntimeError as exc:  # a worker process could not start
@@ -153,7 +209,7 @@ def _what(msg: dict[str, Any]) -> str:
 
 
 def format_line(msg: dict[str, Any]) -> str:
-    """One human-readable line for a stored message."""
+    """One human-readable line for a stored message (printed through ``printable``)."""
     return "  ".join(
         (
             str(msg.get("receivedAt", "")),
@@ -166,15 +222,19 @@ def format_line(msg: dict[str, Any]) -> str:
 
 
 @click.command("events")
-@_db_option("The collector's SQLite file (env ANALYTICS_DB).")
+@_db_option("The collector's SQLite file or postgresql:// URL (env ANALYTICS_DB).")
 @click.option("--type", "type_", type=click.Choice(sorted(MESSAGE_TYPES)), help="Only this type.")
 @click.option("--user-id", help="Only messages with this userId.")
 @click.option("--event", help="Only track messages with this event name.")
 @click.option("--since", help="Received at or after: ISO-8601 time or a duration (10m, 2h, 1d).")
-@click.option("--limit", type=click.IntRange(0), help="Only the newest N (still newest last).")
+@click.option(
+    "--limit",
+    type=click.IntRange(0, 2**63 - 1, clamp=True),
+    help="Only the newest N (still newest last).",
+)
 @click.option("--json", "as_json", is_flag=True, help="One stored message per line, as JSON.")
 def events_command(
-    db: Path,
+    db: str,
     type_: str | None,
     user_id: str | None,
     event: str | None,
@@ -187,12 +247,22 @@ def events_command(
         since_time = parse_since(since) if since is not None else None
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--since") from None
+    name = _db_name(db)
     try:
-        store = SQLiteStore(db, readonly=True)
-    except FileNotFoundError:
+        store = open_store(db, readonly=True)
+    except (FileNotFoundError, StoreError) as exc:
+        hint = str(exc) if isinstance(exc, StoreError) else f"no collector database at {name}"
         raise click.ClickException(
-            f"no collector database at {db} (start one with: analytics serve --db {db})"
+            f"{hint} (start one with: analytics serve --db {name})"
         ) from None
-    messages = store.events(type=type_, user_id=user_id, event=event, since=since_time, limit=limit)
-    for msg in messages:
-        click.echo(orjson.dumps(msg).decode() if as_json else format_line(msg))
+    try:
+        messages = store.iter_events(
+            type=type_, user_id=user_id, event=event, since=since_time, limit=limit
+        )
+        for msg in messages:
+            if as_json:
+                click.echo(orjson.dumps(msg).decode())
+            else:
+                echo(format_line(msg))
+    except (SchemaError, StoreError, sqlite3.Error) as exc:
+        raise click.ClickException(f"cannot read {name}: {exc}") from None

@@ -1,10 +1,13 @@
-"""Enrichment of valid messages and their store rows (pure: ``now`` is an argument).
+"""Enrichment of valid messages (pure: ``now`` is an argument).
 
 SPEC 5.3, 7 and 10:
   - ``receivedAt`` = now; ``messageId`` = a UUID4 when missing;
-  - ``originalTimestamp`` = the client's ``timestamp`` (or its ``originalTimestamp``);
+  - ``originalTimestamp`` = the client's own ``originalTimestamp`` when it sent one (a device
+    time: rudder-sdk-node sends it beside an explicit ``timestamp``, and RudderStack keeps both),
+    else the client's ``timestamp``;
   - ``sentAt`` = the message's own, else the batch's; ``timestamp`` = ``receivedAt - (sentAt -
-    originalTimestamp)`` when both are known, else ``originalTimestamp``, else ``receivedAt``;
+    originalTimestamp)`` when both are known, else ``originalTimestamp``, else ``receivedAt``,
+    where ``originalTimestamp`` means the client's ``timestamp`` when it sent one;
   - batch ``context`` and ``integrations`` are shallow-merged into the message's, the message's
     keys winning; every other field is kept as sent, except ``writeKey``, which is removed so the
     database and ``analytics events`` never show a secret.
@@ -16,16 +19,14 @@ share timestamps.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 from uuid import uuid4
 
-from analytics.collector._schema import Row
 from analytics.collector._time import format_timestamp, parse_timestamp
 from analytics.collector._validate import Envelope, InvalidMessage
 
-__all__ = ["Stamper", "build_row", "enrich"]
+__all__ = ["Stamper", "enrich"]
 
 
 def _parse(value: str, name: str) -> datetime:
@@ -73,7 +74,11 @@ class Stamper:
             msg.pop("originalTimestamp", None)
             msg["timestamp"] = self.received_at
             return
-        msg["originalTimestamp"] = original_text
+        own_original = msg.get("originalTimestamp")
+        if own_original is None:
+            msg["originalTimestamp"] = original_text
+        elif own_original is not original_text:
+            _parse(own_original, "originalTimestamp")
         key = (original_text, own_sent)
         corrected = self._corrected.get(key)
         if corrected is None:
@@ -98,27 +103,3 @@ def enrich(item: dict[str, Any], kind: str, env: Envelope, stamper: Stamper) -> 
         msg["integrations"] = _merged(env.integrations, msg.get("integrations"))
     stamper.stamp(msg)
     return msg
-
-
-def build_row(
-    msg: dict[str, Any], write_key: str, body: bytes, dedupe: Callable[[str], int]
-) -> Row:
-    """The store row of an enriched message whose compact JSON is ``body``.
-
-    ``dedupe`` maps the messageId to the row's dedupe key (``_schema.dedupe_keyer`` of
-    ``write_key``). Ids are stored as text (an integer id as its decimal form). Written out
-    without helper calls: this runs for every stored message.
-    """
-    kind = msg["type"]
-    message_id = msg["messageId"]
-    user = msg.get("userId")
-    return (
-        dedupe(message_id),
-        write_key,
-        message_id,
-        kind,
-        user if user is None or type(user) is str else str(user),
-        msg.get("event") if kind == "track" else None,
-        msg["receivedAt"],
-        body.decode(),
-    )

@@ -1,7 +1,8 @@
-"""From a decoded body to store rows: validation plus enrichment of every message.
+"""From a decoded body to store-neutral messages: validation plus enrichment of each one.
 
 Pure functions, ``now`` is an argument. :func:`prepare` never raises for a bad message: each
-refused message becomes a :class:`Refusal` (index, code, reason) and the others become rows.
+refused message becomes a :class:`Refusal` (index, code, reason) and the others become
+:class:`~._validated.Message` tuples, which each store maps to its own rows.
 The checks are in :mod:`._validate`, the enrichment in :mod:`._enrich`.
 
 Size of a batch item: a message whose compact JSON (as received) is over
@@ -21,9 +22,8 @@ from typing import Any
 import orjson
 
 from analytics.collector._auth import KeyPolicy
-from analytics.collector._enrich import Stamper, build_row, enrich
+from analytics.collector._enrich import Stamper, enrich
 from analytics.collector._limits import Limits
-from analytics.collector._schema import Row, dedupe_keyer
 from analytics.collector._validate import (
     MESSAGE_TYPES,
     Envelope,
@@ -33,6 +33,7 @@ from analytics.collector._validate import (
     parse_json,
     read_envelope,
 )
+from analytics.collector._validated import Message, to_message
 
 __all__ = [
     "MESSAGE_TYPES",
@@ -65,9 +66,9 @@ class Refusal:
 
 @dataclass(slots=True)
 class Prepared:
-    """Rows ready for the store, the refusals, and how many items had an acceptable key."""
+    """Messages ready for the store, the refusals, and how many items had an acceptable key."""
 
-    rows: list[Row] = field(default_factory=list)
+    rows: list[Message] = field(default_factory=list)
     refused: list[Refusal] = field(default_factory=list)
     keyed: int = 0
     saw_item_key: bool = False
@@ -133,9 +134,6 @@ def prepare(
     stamper = Stamper(now, env)
     limit = limits.max_message_bytes
     rows, refused, dumps = out.rows, out.refused, orjson.dumps
-    keyers: dict[str, Callable[[str], int]] = {}
-    if request_key is not None:
-        keyers[request_key] = dedupe_keyer(request_key)
     for index, item in enumerate(env.items):
         try:
             # The request's key covers every object item (the common case, checked inline).
@@ -152,19 +150,16 @@ def prepare(
         except InvalidMessage as exc:
             refused.append(Refusal(index, exc.code, exc.reason))
             continue
-        keyer = keyers.get(key)
-        if keyer is None:
-            keyer = keyers[key] = dedupe_keyer(key)
-        rows.append(build_row(msg, key, body, keyer))
+        rows.append(to_message(msg, key, body))
     return out
 
 
 @dataclass(frozen=True, slots=True)
 class Parsed:
-    """One request, ready for the writer: its rows, its refusals, how many items it had."""
+    """One request, ready for the writer: its messages, its refusals, how many items it had."""
 
     received: int
-    rows: list[Row]
+    rows: list[Message]
     refused: list[Refusal]
 
 

@@ -3,7 +3,8 @@
 ``run()`` serves until SIGINT or SIGTERM, then stops gracefully: no new connections, in-flight
 requests finish and are committed.
 
-``analytics serve --workers N``: N processes serve one port and write one SQLite file.
+``analytics serve --workers N``: N processes serve one port and write one SQLite file (or one
+PostgreSQL database, each process over its own connection, without the lock below).
 
 Why: one collector process is bound by its GIL (JSON parsing, validation and enrichment hold
 it about two thirds of the time), so it cannot use a second CPU. Separate processes can.
@@ -31,6 +32,7 @@ import multiprocessing
 import os
 import signal
 import socket
+import sqlite3
 import sys
 import threading
 import time
@@ -44,8 +46,11 @@ from types import TracebackType
 from typing import Any
 
 from analytics.collector._auth import KeyPolicy, check_bind
+from analytics.collector._db import check_retention, is_url, open_store
+from analytics.collector._refusal_ring import RefusalRing
+from analytics.collector._schema import SchemaError
 from analytics.collector._server import CollectorServer
-from analytics.collector._store import SQLiteStore
+from analytics.collector._store import Store, StoreError
 
 if sys.platform != "win32":
     import fcntl
@@ -117,8 +122,7 @@ def _worker_main(config: _Config, stop: Connection, ready: Connection) -> None:
         signal.signal(sig, signal.SIG_IGN)
     logging.basicConfig(level=config.log_level, format=LOG_FORMAT)
     logging.getLogger("analytics.collector").setLevel(config.log_level)
-    lock = ProcessLock(config.db)
-    store = SQLiteStore(config.db, write_lock=lock)
+    lock, store = _open(config.db, workers=True)
     try:
         server = CollectorServer(
             store, config.host, config.port, config.write_keys, reuse_port=True, **config.options
@@ -127,7 +131,8 @@ def _worker_main(config: _Config, stop: Connection, ready: Connection) -> None:
     except BaseException as exc:
         ready.send(f"{type(exc).__name__}: {exc}")
         store.close()
-        lock.close()
+        if lock is not None:
+            lock.close()
         return
     ready.send(None)
     ready.close()
@@ -136,7 +141,33 @@ def _worker_main(config: _Config, stop: Connection, ready: Connection) -> None:
     finally:
         server.stop()
         store.close()
-        lock.close()
+        if lock is not None:
+            lock.close()
+
+
+def _open(
+    db: str | PathLike[str], *, workers: bool, retention_days: int | None = None
+) -> tuple[ProcessLock | None, Store]:
+    """The store of one process, and the write lock its SQLite file shares with the others.
+
+    PostgreSQL needs no lock: each process has its own connection and the database's own
+    unique key deduplicates. Retention runs in the first process only.
+
+    Raises:
+        StoreError: one line saying why a SQLite file cannot be used (a missing directory, a
+            file that is not ours or not SQLite, a full disk ...).
+    """
+    if is_url(db):
+        return None, open_store(db, retention_days=retention_days)
+    lock = None
+    try:
+        lock = ProcessLock(db) if workers else None
+        return lock, open_store(db, write_lock=lock, retention_days=retention_days)
+    except (OSError, sqlite3.Error, SchemaError) as exc:
+        if lock is not None:
+            lock.close()
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise StoreError(f"{os.fspath(db)}: {reason}") from None
 
 
 class Workers:
@@ -237,8 +268,16 @@ class Workers:
         self._stop_reader.close()
 
 
-def _check_options(host: str, port: int, write_keys: Sequence[str] | None, workers: int) -> None:
+def _check_options(
+    host: str,
+    port: int,
+    write_keys: Sequence[str] | None,
+    workers: int,
+    db: str | PathLike[str],
+    retention_days: int | None,
+) -> None:
     check_workers(workers)
+    check_retention(db, retention_days)
     check_bind(host, KeyPolicy(write_keys))
     if workers > 1 and port:
         _check_port_free(host, port)
@@ -259,6 +298,12 @@ def _check_port_free(host: str, port: int) -> None:
         pass
 
 
+def _shared_options(options: dict[str, Any], workers: int) -> dict[str, Any]:
+    """With several processes, one refusal ring in shared memory for all of them, so the
+    debugger page shows every process's refusals (:mod:`._refusal_ring`)."""
+    return {**options, "debug_ring": RefusalRing.shared()} if workers > 1 else options
+
+
 def run(
     host: str = "127.0.0.1",
     port: int = 8088,
@@ -267,23 +312,30 @@ def run(
     *,
     on_ready: Callable[[CollectorServer], Any] | None = None,
     workers: int = 1,
+    retention_days: int | None = None,
     **options: Any,
 ) -> None:
     """Serve until SIGINT or SIGTERM, then stop gracefully (blocking).
 
     ``options`` go to :class:`CollectorServer`; ``on_ready`` is called once every process
     listens. ``workers`` above 1 serves from that many processes (see the module docstring).
+    ``db`` is a SQLite file or a ``postgresql://`` URL; ``retention_days`` (PostgreSQL only)
+    drops the day partitions older than that many days.
     Signal handlers are installed only when called from the main thread.
 
     Raises:
         ValueError: bad options (``workers`` below 1, or above 1 off Linux).
+        StoreError: the database cannot be opened or created (PostgreSQL unreachable, a
+            newer schema, a file that is not ours, a missing directory, a full disk).
         OSError: the address is in use (checked before sharing it with ``SO_REUSEPORT``).
         RuntimeError: a worker process could not start.
     """
-    _check_options(host, port, write_keys, workers)  # before the database file is created
+    _check_options(
+        host, port, write_keys, workers, db, retention_days
+    )  # before the database file is created
     keys = list(write_keys) if write_keys else None
-    lock = ProcessLock(db) if workers > 1 else None
-    store = SQLiteStore(Path(db), write_lock=lock)
+    lock, store = _open(db, workers=workers > 1, retention_days=retention_days)
+    options = _shared_options(options, workers)
     stop = threading.Event()
     previous: dict[signal.Signals, Any] = {}
     pool: Workers | None = None
@@ -292,9 +344,9 @@ def run(
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 previous[sig] = signal.signal(sig, lambda _sig, _frame: stop.set())
-        server = CollectorServer(store, host, port, keys, reuse_port=lock is not None, **options)
+        server = CollectorServer(store, host, port, keys, reuse_port=workers > 1, **options)
         server.start()
-        if lock is not None:
+        if workers > 1:
             pool = Workers(workers - 1, host=host, db=str(db), write_keys=keys, options=options)
             pool.start(server.port)
         if on_ready is not None:

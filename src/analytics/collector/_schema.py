@@ -33,9 +33,13 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from itertools import chain
 
+from analytics.collector._validated import Message
+
 __all__ = [
     "SCHEMA_VERSION",
+    "RowMaker",
     "SchemaError",
+    "check_schema",
     "dedupe_key",
     "dedupe_keyer",
     "insert_rows",
@@ -69,6 +73,7 @@ _MIGRATE_INSERT = (
     " (seq, dedupe, write_key, message_id, type, user_id, event, received_at, body)"
     " VALUES (?,?,?,?,?,?,?,?,?)"
 )
+_TABLES = "SELECT name FROM sqlite_master WHERE type = 'table'"
 _HOLDERS = "SELECT dedupe, write_key, message_id FROM events WHERE dedupe IN "
 _PLACEHOLDERS = "(?,?,?,?,?,?,?,?)"
 # Rows per INSERT statement: 1,024 rows x 8 columns stays under SQLite's 32,766 variables.
@@ -78,7 +83,7 @@ _INT64 = 1 << 64
 
 
 class SchemaError(ValueError):
-    """The file was written by an unknown (newer) collector schema."""
+    """The file is not a collector database this version can use (newer schema, not ours)."""
 
 
 def dedupe_key(write_key: str, message_id: str) -> int:
@@ -102,6 +107,43 @@ def dedupe_keyer(write_key: str) -> Callable[[str], int]:
         return from_bytes(state.digest(), "big", signed=True)
 
     return key
+
+
+class RowMaker:
+    """Maps validated messages to rows, adding the dedupe key (one keyer per write key).
+
+    At most ``max_keys`` write keys' keyers are kept (a collector that accepts any key could
+    otherwise be made to keep one per key it ever saw); past that the cache starts over.
+    """
+
+    def __init__(self, max_keys: int = 256) -> None:
+        self._keyers: dict[str, Callable[[str], int]] = {}
+        self._max_keys = max_keys
+
+    def rows(self, messages: Sequence[Message]) -> list[Row]:
+        """The rows of ``messages``, in order. Written out inline: runs for every message."""
+        keyers = self._keyers
+        out: list[Row] = []
+        append = out.append
+        for m in messages:
+            keyer = keyers.get(m.write_key)
+            if keyer is None:
+                if len(keyers) >= self._max_keys:
+                    keyers.clear()
+                keyer = keyers[m.write_key] = dedupe_keyer(m.write_key)
+            append(
+                (
+                    keyer(m.message_id),
+                    m.write_key,
+                    m.message_id,
+                    m.type,
+                    m.user_id,
+                    m.event,
+                    m.received_at,
+                    m.body.decode(),
+                )
+            )
+        return out
 
 
 def _insert_sql(rows: int, cache: dict[int, str] = {}) -> str:  # noqa: B006 (a cache)
@@ -160,18 +202,42 @@ def _insert_probing(conn: sqlite3.Connection, row: Row) -> int:
     raise sqlite3.DatabaseError(f"no free dedupe key within {_MAX_PROBES} probes")
 
 
-def prepare_schema(conn: sqlite3.Connection) -> None:
-    """Create the schema in a new file, migrate a schema 1 file, refuse an unknown one.
+def check_schema(conn: sqlite3.Connection) -> int:
+    """The file's collector schema version (0: an empty file), refusing what is not ours.
+
+    A SQLite file with tables but no collector schema belongs to something else: writing our
+    table into it (or reading it as events) would mix two applications' data.
 
     Raises:
-        SchemaError: the file has a newer schema than this collector knows.
+        SchemaError: not a SQLite file, a newer schema, or another application's database.
     """
-    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    try:
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        tables = {name for (name,) in conn.execute(_TABLES)}
+    except sqlite3.DatabaseError as exc:
+        if type(exc) is not sqlite3.DatabaseError:  # locked, I/O ...: not a schema problem
+            raise
+        raise SchemaError(f"not a SQLite database ({exc})") from None
     if version > SCHEMA_VERSION:
         raise SchemaError(
             f"the database has collector schema {version}; this version knows up to "
             f"{SCHEMA_VERSION} (upgrade analytics)"
         )
+    if (version == 0 and tables) or (version > 0 and "events" not in tables):
+        raise SchemaError(
+            "not an analytics collector database (a SQLite file with other tables): "
+            "give a new or empty file"
+        )
+    return version
+
+
+def prepare_schema(conn: sqlite3.Connection) -> None:
+    """Create the schema in a new file, migrate a schema 1 file, refuse any other file.
+
+    Raises:
+        SchemaError: see :func:`check_schema`.
+    """
+    version = check_schema(conn)
     if version == 1:
         _migrate_v1(conn)
         return

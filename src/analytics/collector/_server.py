@@ -27,17 +27,20 @@ import threading
 import time
 from collections.abc import Sequence
 from os import PathLike
-from pathlib import Path
 from types import TracebackType
 
 from aiohttp import web
 
 from analytics.collector import _gc
+from analytics.collector._admin import AdminAccess
 from analytics.collector._app import AppState, make_app
 from analytics.collector._auth import KeyPolicy, check_bind
+from analytics.collector._db import open_store
+from analytics.collector._debugger import Debugger
 from analytics.collector._limits import DEFAULT_LIMITS, Limits
+from analytics.collector._refusal_ring import RefusalRing
 from analytics.collector._stats import Counters, Stats
-from analytics.collector._store import SQLiteStore, Store
+from analytics.collector._store import Store
 from analytics.collector._writer import GroupCommitWriter
 
 __all__ = ["CollectorServer"]
@@ -69,8 +72,8 @@ class CollectorServer:
     """The collector on its own event loop in a background thread.
 
     Args:
-        db: a SQLite file path (the server creates and closes the store) or a :class:`Store`
-            (the caller keeps ownership; it is not closed).
+        db: a SQLite file path or a ``postgresql://`` URL (the server opens and closes the
+            store, :mod:`._db`) or a :class:`Store` (the caller keeps ownership).
         host: the address to bind; without ``write_keys`` it must be a loopback address.
         port: the port; 0 picks a free one.
         write_keys: the accepted write keys; ``None`` or empty accepts any key (loopback only).
@@ -82,9 +85,14 @@ class CollectorServer:
             docstring); restored when it stops.
         reuse_port: bind with ``SO_REUSEPORT`` (Linux), so servers in several processes
             share the port and the kernel spreads connections among them (``--workers``).
+        admin_token: the token the admin pages require (see :mod:`._admin`); without one
+            they are open on a loopback address and off on any other.
+        debug_ring: the refusal ring of the live debugger page, when several processes
+            share one (``--workers``); by default the server has its own.
 
     Raises:
-        ValueError: non-loopback ``host`` without write keys, or an invalid key.
+        ValueError: non-loopback ``host`` without write keys, an invalid key, or an admin
+            token that is too short.
     """
 
     def __init__(
@@ -100,13 +108,16 @@ class CollectorServer:
         summary_interval: float = 60.0,
         tune_gc: bool = True,
         reuse_port: bool = False,
+        admin_token: str | None = None,
+        debug_ring: RefusalRing | None = None,
     ) -> None:
         self._policy = KeyPolicy(write_keys)
         check_bind(host, self._policy)
+        self._admin = AdminAccess(host, admin_token)
         self._host = host
         self._port = port
         self._owns_store = isinstance(db, (str, PathLike))
-        self._store: Store = SQLiteStore(Path(db)) if isinstance(db, (str, PathLike)) else db
+        self._store: Store = open_store(db) if isinstance(db, (str, PathLike)) else db
         self._read_timeout = read_timeout
         self._shutdown_timeout = shutdown_timeout
         self._limits = limits
@@ -116,6 +127,7 @@ class CollectorServer:
         self._gc_tuned = False
         self.stats = Stats()
         self._writer = GroupCommitWriter(self._store)
+        self.debugger = Debugger(self._store, debug_ring or RefusalRing(), self._admin)
         self._lock = threading.Lock()
         self._phase = "new"
         self._ready = threading.Event()
@@ -217,6 +229,8 @@ class CollectorServer:
             limits=self._limits,
             read_timeout=self._read_timeout,
             stats=self.stats,
+            admin=self._admin,
+            debugger=self.debugger,
         )
         runner = web.AppRunner(
             make_app(state),

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from analytics.collector._store import Row, Store, StoreError
+from analytics.collector._store import Message, Store, StoreError
 
 __all__ = ["Done", "GroupCommitWriter"]
 
@@ -30,7 +30,7 @@ Done = Callable[[int | StoreError], None]
 
 @dataclass(frozen=True, slots=True)
 class _Job:
-    rows: Sequence[Row]
+    rows: Sequence[Message]
     done: Done
 
 
@@ -48,11 +48,16 @@ class GroupCommitWriter:
         )
         self.commits = 0
 
+    @property
+    def store(self) -> Store:
+        """The store this writer writes to (its read methods are safe from any thread)."""
+        return self._store
+
     def start(self) -> None:
         """Start the thread."""
         self._thread.start()
 
-    def submit(self, rows: Sequence[Row], done: Done) -> None:
+    def submit(self, rows: Sequence[Message], done: Done) -> None:
         """Queue ``rows``; ``done`` is called on the writer thread once they are committed.
 
         Raises:

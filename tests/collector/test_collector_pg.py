@@ -1,0 +1,214 @@
+"""The PostgreSQL store against a real server: dedupe, partitions, schema, retention, secrets."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
+
+import orjson
+import pytest
+from test_collector_store import row
+
+from analytics.collector import StoreError
+from analytics.collector._db import is_url, open_store, redact, scrub
+from analytics.collector._validated import to_message
+
+psycopg = pytest.importorskip("psycopg")
+from analytics.collector._pg import PostgresStore, SchemaTooNew  # noqa: E402
+
+
+@pytest.fixture
+def url(postgres_url: Callable[[], str]) -> str:
+    return postgres_url()
+
+
+@pytest.fixture
+def store(url: str) -> Iterator[PostgresStore]:
+    s = PostgresStore(url)
+    yield s
+    s.close()
+
+
+def sql(url: str, query: str) -> list[tuple[object, ...]]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        cur = conn.execute(query)
+        return cur.fetchall() if cur.description else []
+
+
+def test_write_counts_new_messages_per_batch_and_ignores_duplicates(store: PostgresStore) -> None:
+    assert store.write([[row(1), row(2)], [row(2), row(3)], [row(1, key="other")]]) == [2, 1, 1]
+    assert store.write([[row(1), row(2)]]) == [0]
+    assert store.write([[], [row(1), row(4), row(4)]]) == [0, 1]
+    assert store.count() == 5
+    assert store.message_ids() == ["m1", "m2", "m3", "m1", "m4"]
+
+
+def test_events_filters_and_limit_like_sqlite(store: PostgresStore) -> None:
+    store.write([[row(i) for i in range(10)] + [row(10, kind="identify")]])
+    assert [m["messageId"] for m in store.events()][-2:] == ["m9", "m10"]
+    assert [m["messageId"] for m in store.events(type="identify")] == ["m10"]
+    assert [m["messageId"] for m in store.events(user_id="u1", event="E1")] == ["m1", "m7"]
+    assert [m["messageId"] for m in store.events(limit=3)] == ["m8", "m9", "m10"]
+    since = store.events(since="2024-05-01T12:00:08Z")
+    assert [m["messageId"] for m in since] == ["m8", "m9", "m10"]
+    assert store.events(user_id="x' OR '1'='1") == []
+    assert store.events(limit=0) == []
+
+
+def test_typed_columns_and_jsonb_body(store: PostgresStore, url: str) -> None:
+    msg = {
+        "type": "track",
+        "event": "Bought",
+        "userId": 42,
+        "anonymousId": "anon",
+        "messageId": "m-typed",
+        "timestamp": "2024-05-01T11:59:58.500Z",
+        "receivedAt": "2024-05-01T12:00:00.000Z",
+        "properties": {"price": 9.5, "tags": ["a", "b"]},
+    }
+    assert store.write([[to_message(msg, "k", orjson.dumps(msg))]]) == [1]
+    (got,) = sql(
+        url,
+        "SELECT type, user_id, anonymous_id, event, timestamp, received_at,"
+        " body->'properties'->>'price' FROM events",
+    )
+    assert got == (
+        "track",
+        "42",
+        "anon",
+        "Bought",
+        datetime(2024, 5, 1, 11, 59, 58, 500000, tzinfo=timezone.utc),
+        datetime(2024, 5, 1, 12, tzinfo=timezone.utc),
+        "9.5",
+    )
+    assert store.events() == [msg]
+
+
+def test_nul_characters_are_stored_as_replacement_characters(store: PostgresStore) -> None:
+    msg = {"type": "identify", "userId": "a\0b", "messageId": "m\0", "traits": {"k\0": "\0"}}
+    msg["receivedAt"] = msg["timestamp"] = "2024-05-01T12:00:00.000Z"
+    assert store.write([[to_message(msg, "k", orjson.dumps(msg))]]) == [1]
+    (stored,) = store.events(user_id="a\ufffdb")
+    assert stored["messageId"] == "m\ufffd"
+    assert stored["traits"] == {"k\ufffd": "\ufffd"}
+
+
+def test_one_partition_per_receive_day(store: PostgresStore, url: str) -> None:
+    days = ["2024-05-01T23:59:59.999Z", "2024-05-02T00:00:00.000Z", "2024-05-03T10:00:00.000Z"]
+    store.write([[row(i, received=day) for i, day in enumerate(days)]])
+    counts = sql(url, "SELECT tableoid::regclass::text, count(*) FROM events GROUP BY 1 ORDER BY 1")
+    assert counts == [("events_20240501", 1), ("events_20240502", 1), ("events_20240503", 1)]
+
+
+def test_schema_is_versioned_and_a_newer_one_is_refused(url: str) -> None:
+    PostgresStore(url).close()
+    assert sql(url, "SELECT version FROM analytics_schema") == [(1,)]
+    PostgresStore(url).close()  # migrating again is a no-op
+    sql(url, "UPDATE analytics_schema SET version = 99")
+    with pytest.raises(SchemaTooNew, match="schema 99; this version knows up to 1"):
+        PostgresStore(url)
+    with pytest.raises(SchemaTooNew):
+        PostgresStore(url, readonly=True)
+
+
+def test_collectors_starting_together_migrate_once(url: str) -> None:
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(4)
+
+    def start() -> None:
+        try:
+            barrier.wait(10)
+            store = PostgresStore(url)
+            store.write([[row(1)]])
+            store.close()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert sql(url, "SELECT version FROM analytics_schema") == [(1,)]
+    assert PostgresStore(url, readonly=True).count() == 1
+
+
+def test_readonly_needs_an_existing_schema(url: str) -> None:
+    with pytest.raises(StoreError, match="no collector schema"):
+        PostgresStore(url, readonly=True)
+
+
+def test_retention_drops_whole_partitions_and_their_keys(url: str) -> None:
+    writer = PostgresStore(url)
+    days = ["2024-05-01", "2024-05-02", "2024-05-03", "2024-05-04"]
+    writer.write([[row(i, received=f"{day}T12:00:00.000Z") for i, day in enumerate(days)]])
+    writer.close()
+    today = datetime(2024, 5, 4, 8, tzinfo=timezone.utc)
+    store = PostgresStore(url, retention_days=2, clock=lambda: today)  # keeps 05-03 and 05-04
+    try:
+        partitions = sql(url, "SELECT tableoid::regclass::text FROM events ORDER BY 1")
+        assert partitions == [("events_20240503",), ("events_20240504",)]
+        assert sql(url, "SELECT message_id FROM event_keys ORDER BY 1") == [("m2",), ("m3",)]
+        assert store.apply_retention() == []
+        # A retry of a dropped day's message is stored again (into today's partition).
+        assert store.write([[row(0, received="2024-05-04T09:00:00.000Z")]]) == [1]
+    finally:
+        store.close()
+
+
+def test_a_lost_connection_fails_one_write_and_the_next_reconnects(
+    store: PostgresStore, url: str
+) -> None:
+    assert store.write([[row(1)]]) == [1]
+    sql(
+        url,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+        " WHERE application_name = 'analytics-collector' AND pid <> pg_backend_pid()",
+    )
+    with pytest.raises(StoreError):
+        store.write([[row(2)]])
+    assert store.write([[row(2), row(1)]]) == [1]
+    assert store.message_ids() == ["m1", "m2"]
+
+
+def test_urls_and_paths() -> None:
+    assert is_url("postgresql://h/db")
+    assert is_url("postgres://h/db")
+    assert not is_url("events.db")
+    assert not is_url("postgresql-data/events.db")
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://u:s3cret@h:5432/db", "postgresql://u@h:5432/db"),
+        (
+            "postgresql://u@h/db?password=s3cret&sslmode=require",
+            "postgresql://u@h/db?sslmode=require",
+        ),
+        ("postgresql://:s3cret@h/db", "postgresql://h/db"),
+        ("postgresql://h/db", "postgresql://h/db"),
+    ],
+)
+def test_redact_removes_the_password(url: str, shown: str) -> None:
+    assert redact(url) == shown
+    if "s3cret" in url:
+        assert scrub(f"failed for {url}: s3cret", url) == f"failed for {shown}: ***"
+
+
+def test_errors_and_repr_never_show_the_password() -> None:
+    from pgcluster import free_port
+
+    url = f"postgresql://u:s3cret@127.0.0.1:{free_port()}/db"
+    with pytest.raises(StoreError) as caught:
+        open_store(url, connect_timeout=1)
+    assert "s3cret" not in str(caught.value)
+    assert "postgresql://u@127.0.0.1" in str(caught.value)
+
+
+def test_health_names_the_store_and_its_reachability(store: PostgresStore) -> None:
+    health = store.health()
+    assert health["store"] == "postgresql"
+    assert health["reachable"] is True
