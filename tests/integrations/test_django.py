@@ -151,6 +151,16 @@ def test_path_is_percent_encoded_as_sent(captured: Capture, serve_wsgi: Serve) -
     assert message["context"]["page"]["url"] == f"{base}/p/caf%C3%A9%20x?q=%C3%A9"
 
 
+def test_a_host_django_refuses_does_not_fail_the_middleware(
+    captured: Capture, serve_wsgi: Serve
+) -> None:
+    """ALLOWED_HOSTS is the app's to enforce (CommonMiddleware answers 400): we only record."""
+    base = serve_wsgi(wsgi())
+    get(f"{base}/buy?item=a", {"X-User-Pk": "1", "Host": "evil.example"})
+    [message] = captured.messages
+    assert message["context"]["page"]["url"] == "http://evil.example/buy?item=a"
+
+
 def test_anonymous_id_by_dotted_path_and_ip_behind_a_proxy(
     captured: Capture, serve_wsgi: Serve
 ) -> None:
