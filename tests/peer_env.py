@@ -20,9 +20,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-#: The Python clients (and what running Segment's own tests needs: pytest and ``mock``).
+#: The Python clients (and what running Segment's own tests needs: pytest, a per-test timeout
+#: and ``mock``).
 PYTHON_PEERS = {"segment-analytics-python": "2.4.0", "rudder-sdk-python": "2.1.9"}
-PYTHON_TOOLS = ["pytest>=8", "mock>=5"]
+PYTHON_TOOLS = ["pytest>=8", "pytest-timeout>=2.3", "mock>=5"]
 #: The Node.js clients.
 NODE_PEERS = {"@segment/analytics-node": "3.1.0", "@rudderstack/rudder-sdk-node": "3.0.13"}
 INSTALL_TIMEOUT = 900.0

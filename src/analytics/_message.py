@@ -6,13 +6,17 @@ takes a lock, so the cost of a call is the cost of these functions plus one dequ
 
 Rules that users can rely on (also in the README):
 
-- ``userId``/``anonymousId``/``groupId``/``previousId`` may be strings or numbers; numbers are
-  sent as strings. ``None`` fields are left out.
+- The message rules (ids, required fields, timestamps, sizes) are `analytics._wire`'s, shared
+  with the collector: a call it would refuse raises `InvalidEventError` here, at the call.
+- ``userId``/``anonymousId``/``groupId``/``previousId`` may be non-empty strings or finite
+  numbers; numbers are sent as strings. ``None`` fields are left out.
 - Timestamps are sent in UTC, ISO-8601 with milliseconds (``2024-05-01T12:00:00.123Z``). A naive
   ``datetime`` (no tzinfo) is taken to be UTC, everywhere in the message; the first time a naive
-  ``timestamp`` argument is seen, one warning is logged.
-- Values: orjson encodes str, int, float, bool, None, dict, list, tuple, datetime, date, time,
-  UUID, Enum and dataclasses natively. Decimal becomes a float, set and frozenset a list, bytes a
+  ``timestamp`` argument is seen, one warning is logged. A datetime whose tzinfo fails (or
+  answers an offset of 24 hours or more) is refused, never passed to orjson as it is.
+- Values: orjson encodes str, int, float, bool, None, dict, list, tuple, UUID, Enum and
+  dataclasses natively; datetime, date and time come to `_default`, which checks their tzinfo
+  and has orjson write the checked value (same text as before). Decimal becomes a float, set and frozenset a list, bytes a
   UTF-8 string (base64 when not UTF-8). NaN and infinities become ``null``. Non-string dict keys
   are converted to strings. Anything else raises `UnserializableError` naming the argument.
 - A message whose JSON is larger than 32,000 bytes raises `MessageTooLargeError`.
@@ -32,6 +36,14 @@ from typing import Any
 
 from analytics._exceptions import InvalidEventError, MessageTooLargeError, UnserializableError
 from analytics._version import __version__
+from analytics._wire import (
+    MAX_MESSAGE_BYTES,
+    MAX_MESSAGE_ID_CHARS,
+    InvalidMessage,
+    check_message,
+    id_text,
+    timestamp_text,
+)
 
 __all__ = [
     "MAX_MESSAGE_BYTES",
@@ -45,10 +57,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("analytics")
-
-#: SPEC §3.1 REC client: a message's compact UTF-8 JSON may not exceed this.
-MAX_MESSAGE_BYTES = 32_000
-MAX_MESSAGE_ID_LENGTH = 100
 
 LIBRARY: dict[str, str] = {"name": "analytics-python", "version": __version__}
 
@@ -116,50 +124,18 @@ def now_iso() -> str:
 def format_timestamp(value: object, argument: str = "timestamp") -> str:
     """Format a datetime, date or ISO-8601 string as UTC ISO-8601 with milliseconds.
 
-    A naive datetime is taken to be UTC (one warning per process). A string already in the
-    canonical form (``2012-10-17T18:58:57.911Z``) is checked and kept as it is.
+    The rules are `analytics._wire`'s (the collector's). A naive datetime or string is taken to
+    be UTC (one warning per process). A string already in the canonical form
+    (``2012-10-17T18:58:57.911Z``) is checked and kept as it is.
 
     Raises:
-        InvalidEventError: the value is not a datetime, date or ISO-8601 string.
+        InvalidEventError: the value is not a datetime, date or ISO-8601 string, is out of range
+            once in UTC, or its tzinfo fails.
     """
-    if isinstance(value, str):
-        value = _parse_timestamp(value, argument)
-        if isinstance(value, str):
-            return value
-    if isinstance(value, dt.datetime):
-        offset = value.utcoffset()
-        if offset is None:
-            _warn_naive(argument)
-        elif offset:
-            value = value.astimezone(_UTC)
-        v = value  # %-formatting of the fields is twice as fast as isoformat or strftime here
-        return "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (  # noqa: UP031
-            v.year,
-            v.month,
-            v.day,
-            v.hour,
-            v.minute,
-            v.second,
-            v.microsecond // 1000,
-        )
-    if isinstance(value, dt.date):
-        return f"{value.isoformat()}T00:00:00.000Z"
-    raise InvalidEventError(
-        f"{argument} must be a datetime, a date or an ISO-8601 string, not {type(value).__name__}"
-    )
-
-
-def _parse_timestamp(text: str, argument: str) -> dt.datetime | str:
-    """The canonical string itself (after a check), or the parsed datetime of any other form."""
-    canonical = len(text) == 24 and text[23] == "Z" and text[19] == "." and text[10] == "T"
-    try:
-        if canonical:
-            dt.datetime.fromisoformat(text[:23])  # validates the date and the time
-            return text
-        # Python 3.10's fromisoformat does not read a trailing "Z".
-        return dt.datetime.fromisoformat(text[:-1] + "+00:00" if text[-1:] == "Z" else text)
-    except ValueError:
-        raise InvalidEventError(f"{argument} is not an ISO-8601 timestamp: {text!r}") from None
+    text, naive = timestamp_text(value, argument)
+    if naive:
+        _warn_naive(argument)
+    return text
 
 
 def _warn_naive(argument: str) -> None:
@@ -177,20 +153,19 @@ def _warn_naive(argument: str) -> None:
 
 
 def _id(value: object, argument: str) -> str | None:
-    if value is None or type(value) is str:
+    if value is None or (type(value) is str and value):
         return value
-    if isinstance(value, str):
-        return str(value)
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)
-    raise InvalidEventError(f"{argument} must be a string or a number, not {type(value).__name__}")
+    return id_text(value, argument)
 
 
 def _mapping(value: object, argument: str) -> dict[str, Any] | None:
     if value is None or type(value) is dict:
         return value
     if isinstance(value, Mapping):
-        return dict(value)
+        try:
+            return dict(value)
+        except Exception as exc:  # a Mapping of the application's own that fails
+            raise InvalidEventError(f"{argument} could not be read as a dict: {exc!r}") from None
     raise InvalidEventError(f"{argument} must be a dict, not {type(value).__name__}")
 
 
@@ -203,9 +178,11 @@ def _text(value: object, argument: str) -> str | None:
 def _message_id(value: object) -> str:
     if value is None:
         return new_message_id()
-    text = _id(value, "message_id")
-    if not text or len(text) > MAX_MESSAGE_ID_LENGTH:
-        raise InvalidEventError("message_id must be a non-empty string of at most 100 characters")
+    text = id_text(value, "message_id")
+    if len(text) > MAX_MESSAGE_ID_CHARS:
+        raise InvalidEventError(
+            f"message_id must be a non-empty string of at most {MAX_MESSAGE_ID_CHARS} characters"
+        )
     return text
 
 
@@ -229,17 +206,27 @@ def build(
     Raises:
         InvalidEventError: an argument is missing or of the wrong type; the message names it.
     """
-    uid = user_id if type(user_id) is str else _id(user_id, "user_id")
+    uid = user_id if type(user_id) is str and user_id else _id(user_id, "user_id")
+    message_id = (
+        _id_prefix + "%x" % next(_id_counter)  # noqa: UP031  (new_message_id, inlined)
+        if message_id is None
+        else _message_id(message_id)
+    )
+    timestamp = now_iso() if timestamp is None else format_timestamp(timestamp)
+    if anonymous_id is None and context is None and integrations is None and uid is not None:
+        # The common call, as one dict display (0.05 µs less than the general path).
+        return {
+            "type": kind,
+            "messageId": message_id,
+            "timestamp": timestamp,
+            "userId": uid,
+            **fields,
+            "context": {"library": LIBRARY},
+        }
     aid = anonymous_id if anonymous_id is None else _id(anonymous_id, "anonymous_id")
     if uid is None and aid is None and kind != "alias":
         raise InvalidEventError(f"{kind}() needs a user_id or an anonymous_id (session_id)")
-    msg: dict[str, Any] = {
-        "type": kind,
-        "messageId": _id_prefix + "%x" % next(_id_counter)  # noqa: UP031  (new_message_id, inlined)
-        if message_id is None
-        else _message_id(message_id),
-        "timestamp": now_iso() if timestamp is None else format_timestamp(timestamp),
-    }
+    msg: dict[str, Any] = {"type": kind, "messageId": message_id, "timestamp": timestamp}
     if uid is not None:
         msg["userId"] = uid
     if aid is not None:
@@ -331,25 +318,58 @@ def normalize_message(message: Mapping[str, Any]) -> dict[str, Any]:
     known = _KNOWN[kind]
     if known.issuperset(message):  # the common case: nothing to carry over
         return built
+    # Fields of the application's own: the collector's rules apply to those it knows
+    # (originalTimestamp, an id of another type ...), so they are checked here as it will.
     extra = {k: v for k, v in message.items() if k not in known}
-    return {**built, **extra}
+    out = {**built, **extra}
+    try:
+        check_message(out)
+    except InvalidMessage as exc:
+        raise InvalidEventError(exc.reason) from None
+    return out
 
 
 # --- encoding -----------------------------------------------------------------------------------
 
 _orjson: Any = None
+_fragment: Any = None
+_dumps: Any = None
+_OPTION = 0  # set by load_encoder
+_NAIVE_UTC = 0
 
 
 def load_encoder() -> None:
     """Import orjson (done by the first Client, not by ``import analytics``: it costs ~20 ms)."""
-    global _orjson
+    global _orjson, _fragment, _dumps, _OPTION, _NAIVE_UTC
     if _orjson is None:
         import orjson  # noqa: PLC0415
 
+        _fragment, _dumps, _NAIVE_UTC = orjson.Fragment, orjson.dumps, orjson.OPT_NAIVE_UTC
+        # Datetimes come to `_default` (PASSTHROUGH): orjson calls a tzinfo's utcoffset()
+        # itself without checking it, and a tzinfo that raises crashes the process, one that
+        # answers 30 hours is written as a wrong offset. APPEND_NEWLINE: see `encode`.
+        _OPTION = orjson.OPT_NAIVE_UTC | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_APPEND_NEWLINE
         _orjson = orjson
 
 
+_DATETIME, _DATE, _TIME, _TIMEZONE = dt.datetime, dt.date, dt.time, dt.timezone
+
+
 def _default(obj: Any) -> Any:
+    kind = type(obj)
+    if kind is _DATETIME:
+        tz = obj.tzinfo
+        if tz is None or type(tz) is _TIMEZONE:  # offsets checked when the timezone was made
+            return _fragment(_dumps(obj, option=_NAIVE_UTC))
+    elif kind is _DATE:
+        return _fragment(_dumps(obj))
+    if isinstance(obj, dt.datetime | dt.date | dt.time):
+        return _checked_datetime(obj)
+    return _other(obj)
+
+
+def _other(obj: Any) -> Any:
+    """The JSON form of the types orjson does not know (Decimal, set, bytes ...)."""
     if isinstance(obj, decimal.Decimal):
         return float(obj) if obj.is_finite() else None
     if isinstance(obj, set | frozenset):
@@ -363,6 +383,29 @@ def _default(obj: Any) -> Any:
     raise TypeError(f"Type is not JSON serializable: {type(obj).__name__}")
 
 
+def _checked_datetime(obj: dt.datetime | dt.date | dt.time) -> Any:
+    """A datetime, date or time of any tzinfo or subclass, as orjson would write a plain one.
+
+    ``datetime.utcoffset()`` checks what the tzinfo answers (a timedelta under 24 hours); a
+    tzinfo that fails makes the value unserializable instead of crashing orjson.
+    """
+    if isinstance(obj, dt.datetime):
+        try:
+            offset = obj.utcoffset()
+        except Exception as exc:
+            raise TypeError(f"a datetime whose tzinfo fails: {exc!r}") from None
+        tz = None if offset is None else dt.timezone(offset)
+        plain = dt.datetime(
+            obj.year, obj.month, obj.day, obj.hour, obj.minute, obj.second, obj.microsecond, tz
+        )
+        return _fragment(_dumps(plain, option=_NAIVE_UTC))
+    if isinstance(obj, dt.time):
+        if obj.tzinfo is not None:
+            raise TypeError("a time with a tzinfo cannot be encoded (use a datetime)")
+        return _fragment(_dumps(dt.time(obj.hour, obj.minute, obj.second, obj.microsecond)))
+    return _fragment(_dumps(dt.date(obj.year, obj.month, obj.day)))
+
+
 def encode(msg: dict[str, Any]) -> bytes:
     """Encode a message to compact JSON bytes, once, and check its size.
 
@@ -370,15 +413,15 @@ def encode(msg: dict[str, Any]) -> bytes:
         UnserializableError: a value cannot be encoded; the message names the field.
         MessageTooLargeError: the encoding is over `MAX_MESSAGE_BYTES`.
     """
-    orjson = _orjson
     try:
-        data: bytes = orjson.dumps(msg, default=_default, option=orjson.OPT_NAIVE_UTC)
-    except orjson.JSONEncodeError:
+        data: bytes = _dumps(msg, _default, _OPTION)
+    except _orjson.JSONEncodeError:
         data = _encode_slow(msg)
     # orjson's result keeps the spare capacity of its ~4 KB write buffer: 100,000 queued
-    # messages held 400 MB. The concatenation makes an exact-size copy (0.15 µs) and, as the
-    # queue no longer pins fresh 4 KB blocks, it makes a call under load three times faster.
-    data = data[:-1] + b"}"
+    # messages held 400 MB. Slicing off the newline orjson appended makes an exact-size copy
+    # and, as the queue no longer pins fresh 4 KB blocks, it makes a call under load three
+    # times faster (one slice: 0.06 µs less than the slice-and-concatenate it replaces).
+    data = data[:-1]
     if len(data) > MAX_MESSAGE_BYTES:
         raise MessageTooLargeError(
             f"the {msg['type']} message is {len(data):,} bytes as JSON; "
@@ -390,7 +433,7 @@ def encode(msg: dict[str, Any]) -> bytes:
 def _encode_slow(msg: dict[str, Any]) -> bytes:
     """Retry with non-string dict keys allowed; otherwise name the field that cannot be encoded."""
     orjson = _orjson
-    option = orjson.OPT_NAIVE_UTC | orjson.OPT_NON_STR_KEYS
+    option = _OPTION | orjson.OPT_NON_STR_KEYS
     try:
         return bytes(orjson.dumps(msg, default=_default, option=option))
     except orjson.JSONEncodeError as exc:
@@ -398,5 +441,6 @@ def _encode_slow(msg: dict[str, Any]) -> bytes:
             try:
                 orjson.dumps(value, default=_default, option=option)
             except orjson.JSONEncodeError as field_exc:
-                raise UnserializableError(f"{key} cannot be encoded as JSON: {field_exc}") from None
+                detail = field_exc.__cause__ or field_exc  # what `_default` said, when it spoke
+                raise UnserializableError(f"{key} cannot be encoded as JSON: {detail}") from None
         raise UnserializableError(f"the message cannot be encoded as JSON: {exc}") from None

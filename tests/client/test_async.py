@@ -4,8 +4,10 @@ blocking call on the loop, loop shutdown and process exit drain it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -184,20 +186,36 @@ def test_process_exit_drains_a_client_whose_loop_is_gone(server: ScriptedServer)
 # -- no blocking call on the loop -----------------------------------------------------------------
 
 NO_BLOCKING = """
-import asyncio, json, logging, sys
+import asyncio, asyncio.events, json, sys, time
 import analytics
 
+LIMIT = 0.05
 slow = []
 
 
-class SlowCallbacks(logging.Handler):
-    def emit(self, record):
-        text = record.getMessage()
-        if text.startswith("Executing") and " took " in text:
-            slow.append(text)
+def run_delay():
+    # ns this thread was runnable but waiting for a CPU (Linux schedstat, field 2)
+    with open("/proc/thread-self/schedstat") as f:
+        return int(f.read().split()[1]) / 1e9
 
 
-logging.getLogger("asyncio").addHandler(SlowCallbacks(logging.WARNING))
+original = asyncio.events.Handle._run
+
+
+def timed(handle):
+    wall, waited, cpu = time.perf_counter(), run_delay(), time.thread_time()
+    try:
+        return original(handle)
+    finally:
+        wall, waited = time.perf_counter() - wall, run_delay() - waited
+        if wall - waited >= LIMIT:  # held the loop (blocking or computing), not preempted
+            slow.append(
+                f"{handle!r} took {wall:.3f} s (cpu {time.thread_time() - cpu:.3f} s, "
+                f"waiting for a CPU {waited:.3f} s, in {asyncio.all_tasks()})"
+            )
+
+
+asyncio.events.Handle._run = timed
 url, spool = sys.argv[1], sys.argv[2]
 options = {"spool": spool, "spool_interval": 0.05} if spool else {}
 # Made before the loop, as an application does at import time (importing aiohttp takes
@@ -206,7 +224,7 @@ client = analytics.AsyncClient("k", host=url, flush_at=100, flush_at_exit=False,
 
 
 async def main():
-    asyncio.get_running_loop().slow_callback_duration = 0.05
+    asyncio.get_running_loop().slow_callback_duration = LIMIT
     for start in range(0, 20_000, 10):  # an application yields between its requests
         for i in range(start, start + 10):
             client.track(f"u{i % 50}", "Played", {"i": i, "tags": ["a", "b"], "nested": {"x": i}})
@@ -220,15 +238,26 @@ print(json.dumps({"slow": slow, "stats": repr(client.stats)}))
 """
 
 
+def _favoured() -> None:
+    """Run the measured process ahead of other work on a busy machine (as root, which CI is):
+    the warning measures wall time, and a process waiting for a CPU is not a blocked loop."""
+    with contextlib.suppress(OSError):
+        os.nice(-10)
+
+
 @pytest.mark.parametrize("spooled", [False, True])
 @pytest.mark.parametrize("collector_kind", ["slow", "503"])
 def test_no_blocking_call_on_the_loop(
     server: ScriptedServer, tmp_path: Path, spooled: bool, collector_kind: str
 ) -> None:
-    """20,000 events under asyncio debug mode with slow_callback_duration = 0.05 s, against a
+    """20,000 events in asyncio debug mode (slow_callback_duration = 0.05 s), against a
     collector that answers after 0.2 s or with 503s, with and without a spool: no callback
-    (our task, the caller's steps, aiohttp's) holds the loop that long. In a fresh process, so
-    no other test's threads compete for the GIL."""
+    (our task, the caller's steps, aiohttp's) holds the loop for 50 ms.
+
+    Every callback is timed like debug mode does (wall clock), minus the time the OS kept the
+    runnable thread off the CPU (/proc/thread-self/schedstat): on a busy 2-core machine a
+    preempted callback is not a blocked loop, while a blocking call (disk, sleep, a lock) still
+    counts in full. In a fresh process, so no other test's threads compete for the GIL."""
     server.script = [Step(delay=0.2) if collector_kind == "slow" else Step(503)] * 1000
     spool = str(tmp_path / "s.db") if spooled else ""
     proc = subprocess.run(
@@ -237,6 +266,7 @@ def test_no_blocking_call_on_the_loop(
         capture_output=True,
         text=True,
         timeout=120,
+        preexec_fn=_favoured,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])

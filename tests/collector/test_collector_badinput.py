@@ -170,7 +170,7 @@ def test_slow_body_times_out_with_408_and_stores_nothing(
     server = collector_factory(read_timeout=0.3)
     body = b'{"batch": [{"type": "identify", "userId": "slow", "messageId": "s1"}]}'
     head = (
-        f"POST /v1/batch HTTP/1.1\r\nHost: x\r\nAuthorization: {basic(KEY)}\r\n"
+        f"POST /v1/batch HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {basic(KEY)}\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
     ).encode()
     with raw_connect(server.url) as sock:
@@ -183,7 +183,7 @@ def test_slow_body_times_out_with_408_and_stores_nothing(
 def test_client_disconnecting_mid_body_stores_nothing(collector: CollectorServer) -> None:
     body = b'{"batch": [{"type": "identify", "userId": "gone", "messageId": "g1"}]}'
     head = (
-        f"POST /v1/batch HTTP/1.1\r\nHost: x\r\nAuthorization: {basic(KEY)}\r\n"
+        f"POST /v1/batch HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {basic(KEY)}\r\n"
         f"Content-Length: {len(body)}\r\n\r\n"
     ).encode()
     with raw_connect(collector.url) as sock:

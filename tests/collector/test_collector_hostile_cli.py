@@ -7,7 +7,6 @@ control characters shown as escapes, never sent to the terminal.
 
 from __future__ import annotations
 
-import resource
 import sqlite3
 import subprocess
 import sys
@@ -24,14 +23,17 @@ from analytics.collector._validated import Message, to_message
 CLI_TIMEOUT = 60.0
 
 
-def cli(*args: str, preexec: Callable[[], None] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m analytics ARGS`` to completion (bounded)."""
+MAIN = "from analytics.cli import main; main()"
+
+
+def cli(*args: str, setup: str = "") -> subprocess.CompletedProcess[str]:
+    """Run ``analytics ARGS`` in a new process to completion (bounded); ``setup`` is Python
+    run first in that process."""
     return subprocess.run(
-        [sys.executable, "-m", "analytics", *args],
+        [sys.executable, "-c", setup + MAIN, *args],
         capture_output=True,
         text=True,
         timeout=CLI_TIMEOUT,
-        preexec_fn=preexec,
         check=False,
     )
 
@@ -103,15 +105,14 @@ def test_serve_refuses_an_unrelated_sqlite_file_and_leaves_it_alone(tmp_path: Pa
     assert tables_and_mode(db) == (["users"], "delete")  # no table added, not switched to WAL
 
 
-def _small_files() -> None:
-    # Files of at most 4 KiB: the first page SQLite writes fails as on a full disk.
-    # (Python ignores SIGXFSZ, so the write fails with EFBIG instead of killing the process.)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+# Files of at most 4 KiB: the first page SQLite writes fails as on a full disk. (Python ignores
+# SIGXFSZ, so the write fails with EFBIG instead of killing the process.)
+SMALL_FILES = "import resource; resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096)); "
 
 
 def test_serve_on_a_full_disk_at_start_is_one_line(tmp_path: Path) -> None:
     db = tmp_path / "full.db"
-    result = cli("serve", "--port", "0", "--db", str(db), "--workers", "1", preexec=_small_files)
+    result = cli("serve", "--port", "0", "--db", str(db), "--workers", "1", setup=SMALL_FILES)
     assert_one_line_error(result, "cannot use the database", str(db))
 
 
@@ -247,3 +248,12 @@ def test_events_table_escapes_control_characters(
     # --json stays exact: JSON escapes control characters itself.
     as_json = cli("events", "--db", str(db), "--json")
     assert orjson.loads(as_json.stdout.splitlines()[0])["userId"] == HOSTILE
+
+
+def test_error_messages_escape_control_characters(tmp_path: Path) -> None:
+    db = tmp_path / "\x1b]0;pwned\x07\x1b[2J.db"
+    result = cli("events", "--db", str(db))
+    assert result.returncode == 1
+    assert "\x1b" not in result.stderr
+    assert "\x07" not in result.stderr
+    assert "\\x1b]0;pwned\\x07\\x1b[2J.db" in result.stderr

@@ -225,7 +225,7 @@ def test_stored_message_is_enriched(collector: CollectorServer) -> None:
     assert msg["sentAt"] == "2024-05-01T12:00:05.000Z"
     assert msg["receivedAt"].endswith("Z")
     # timestamp = receivedAt - (sentAt - originalTimestamp) = receivedAt - 5 s
-    from analytics.collector._time import parse_timestamp
+    from analytics._wire import parse_timestamp
 
     skew = parse_timestamp(msg["receivedAt"]) - parse_timestamp(msg["timestamp"])
     assert skew.total_seconds() == 5.0
@@ -259,4 +259,4 @@ def test_health_and_unknown_routes(
     assert missing.json["success"] is False
     wrong_method = request(collector.url, "GET", "/v1/track")
     assert wrong_method.status == 405
-    assert post(collector.url, "/v1/m", {"series": []}).status == 200
+    assert post(collector.url, "/v1/m", {"series": []}).status == 404  # not served

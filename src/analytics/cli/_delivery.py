@@ -137,9 +137,11 @@ class DeliveryTracker:
             self.failed += len(refused)
             self.sent += len(data) - len(refused)
         ids = self.ids
-        if ids:
-            for message in data:
-                ids.pop(str(message.get("messageId")), None)
+        if ids:  # a refused message keeps its id: the main thread reports it by its line
+            skip = {index for index, _ in refused}
+            for index, message in enumerate(data):
+                if index not in skip:
+                    ids.pop(str(message.get("messageId")), None)
 
     def on_failure(self, data: Sequence[Mapping[str, Any]], error: DeliveryError) -> None:
         """Count and queue a batch given up on (worker thread)."""

@@ -12,6 +12,7 @@ import importlib
 import click
 
 from analytics._version import __version__
+from analytics.cli._escape import printable
 from analytics.cli._send import SEND_COMMANDS, make_send_command
 
 __all__ = ["LAZY_COMMANDS", "LazyGroup", "cli"]
@@ -44,6 +45,16 @@ class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         """Every command name, sorted."""
         return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
+
+    def invoke(self, ctx: click.Context) -> object:
+        """Run the command; an error's message is shown with control characters escaped (it
+        may quote a file name or a collector's answer)."""
+        try:
+            return super().invoke(ctx)
+        except click.ClickException as exc:
+            # ``message`` is Final in click's type hints only: a plain attribute, read by show().
+            setattr(exc, "message", printable(exc.message))  # noqa: B010
+            raise
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         """The command, importing it when it is one of the lazy ones."""

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import orjson
+
+from analytics import _wire
 
 __all__ = [
     "DICT_FIELDS",
@@ -37,7 +38,7 @@ __all__ = [
     "parse_scalar",
 ]
 
-MESSAGE_TYPES = ("identify", "track", "page", "screen", "group", "alias")
+MESSAGE_TYPES = _wire.MESSAGE_TYPES
 
 # Fields whose value is a JSON object; --properties/--traits/... defaults are merged into them.
 DICT_FIELDS = frozenset({"properties", "traits", "context", "integrations"})
@@ -145,15 +146,14 @@ def normalize_keys(obj: dict[str, Any]) -> dict[str, Any]:
 def check_timestamp(value: object) -> bool:
     """Check an imported `timestamp`; return True when it has no timezone (naive).
 
-    Raises LineError when it is not an ISO-8601 string.
+    Raises LineError when it is not an ISO-8601 string the collector accepts (in range too).
     """
     if not isinstance(value, str):
         raise LineError(f"timestamp must be an ISO-8601 string, got {type(value).__name__}")
     try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise LineError(f"timestamp {value!r} is not ISO-8601") from None
-    return parsed.tzinfo is None
+        return _wire.is_naive_timestamp(value)
+    except ValueError as exc:
+        raise LineError(f"timestamp {value[:80]!r} {exc}") from None
 
 
 _TYPE_SET = frozenset(MESSAGE_TYPES)

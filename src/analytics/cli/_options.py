@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import click
 import orjson
+
+from analytics._wire import is_naive_timestamp
 
 __all__ = [
     "DEFAULT_HOST",
@@ -63,22 +64,22 @@ class JsonObject(click.ParamType[dict[str, Any], Any]):
 
 
 class IsoTimestamp(click.ParamType[str, Any]):
-    """An ISO-8601 date and time; kept as the text given, checked with `fromisoformat`."""
+    """An ISO-8601 date and time; kept as the text given, checked by the message rules."""
 
     name = "ISO-8601"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
-        """Check the text is ISO-8601 and return it unchanged."""
+        """Check the text is a timestamp the collector accepts and return it unchanged."""
         try:
-            datetime.fromisoformat(value)
-        except (TypeError, ValueError):
-            self.fail(f"{value!r} is not ISO-8601, e.g. 2012-10-17T18:58:57.911Z", param, ctx)
+            is_naive_timestamp(str(value))
+        except ValueError as exc:
+            self.fail(f"{value!r} {exc}; e.g. 2012-10-17T18:58:57.911Z", param, ctx)
         return str(value)
 
 
 def is_naive(timestamp: str) -> bool:
     """True when an ISO-8601 text carries no timezone."""
-    return datetime.fromisoformat(timestamp).tzinfo is None
+    return is_naive_timestamp(timestamp)
 
 
 def _check_host(ctx: click.Context, param: click.Parameter, value: str) -> str:

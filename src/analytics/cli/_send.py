@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 import analytics
-from analytics import DeliveryError
+from analytics import DeliveryError, _wire
 from analytics.cli._delivery import (
     DeliveryTracker,
     describe_failure,
@@ -71,7 +71,9 @@ HELP = {
     "alias": "Merge two identities: --previous-id becomes --user-id.",
 }
 
-REQUIRED = {"track": ("event",), "group": ("group_id",), "alias": ("previous_id", "user_id")}
+FLAG_OF = {spec: flag for flag, spec in FIELD_OF.items()}
+# The flags each command needs: the message rules' required fields, by their flag names.
+REQUIRED = {kind: tuple(FLAG_OF[name] for name in names) for kind, names in _wire.REQUIRED.items()}
 
 
 def build_message(kind: str, values: Mapping[str, Any]) -> dict[str, Any]:

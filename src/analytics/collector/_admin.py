@@ -29,7 +29,7 @@ from typing import Literal
 
 from aiohttp import web
 
-from analytics.collector._auth import is_loopback
+from analytics.collector._auth import host_of, is_loopback
 
 __all__ = ["COOKIE", "MIN_TOKEN_LENGTH", "AdminAccess", "Denied"]
 
@@ -48,16 +48,6 @@ class Denied:
 
     status: int
     reason: str
-
-
-def _host_of(host_header: str) -> str:
-    """The host part of a ``Host`` header (``[::1]:8088`` -> ``::1``)."""
-    value = host_header.strip()
-    if value.startswith("["):
-        return value[1:].partition("]")[0]
-    if value.count(":") == 1:
-        return value.partition(":")[0]
-    return value
 
 
 def _bearer(authorization: str | None) -> str | None:
@@ -123,7 +113,7 @@ class AdminAccess:
         if mode == "off":
             return Denied(404, "Not Found")  # off: serve was given no --admin-token
         if mode == "open":
-            if host_header is None or not is_loopback(_host_of(host_header)):
+            if host_header is None or not is_loopback(host_of(host_header)):
                 return Denied(403, "Loopback host required")  # e.g. http://127.0.0.1:8088/
             return None
         if self.token_matches(_bearer(authorization)):

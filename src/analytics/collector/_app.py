@@ -3,8 +3,9 @@
 Routes (SPEC 1.1): ``POST /v1/{identify,track,page,screen,group,alias}`` and their one-letter
 aliases ``/v1/{i,t,p,s,g,a}`` take one message (its type comes from the path);
 ``POST /v1/{batch,import,b}`` take ``{"batch": [...], ...}``; a trailing slash is accepted
-(analytics-java posts to ``/v1/import/``). ``POST /v1/m`` (analytics.js metrics) is answered 200
-and discarded. ``GET /health`` (and ``/v1/health``) answers ``{"status": "ok", "pid", "store":
+(analytics-java posts to ``/v1/import/``). ``POST /v1/m`` (analytics.js's sampled metrics) is
+not served (404, which analytics.js ignores): it took bodies with no key, size or time limit,
+and nothing here reads those metrics. ``GET /health`` (and ``/v1/health``) answers ``{"status": "ok", "pid", "store":
 {"store": "sqlite" | "postgresql", "database", "reachable"}, ...counters}``: the counters of the
 process that answered (``--workers`` runs several); 503 with ``"status": "store_unreachable"``
 when the store cannot be reached (the database is named without its password).
@@ -44,8 +45,10 @@ from analytics.collector._admin import AdminAccess
 from analytics.collector._auth import KeyPolicy, basic_auth_key
 from analytics.collector._body import encoding_of, read_body
 from analytics.collector._debugger import Debugger
+from analytics.collector._guard import RETRY_AFTER_SECONDS, BodyBudget, Guard, error_body
 from analytics.collector._limits import Limits
 from analytics.collector._messages import Parsed, RequestError, parse_request
+from analytics.collector._origin import LocalOnly
 from analytics.collector._refusals import RefusalLog
 from analytics.collector._stats import Stats
 from analytics.collector._store import Message, StoreError
@@ -70,7 +73,6 @@ SINGLE_PATHS = {
     "a": "alias",
 }
 BATCH_PATHS = ("batch", "import", "b")
-RETRY_AFTER_SECONDS = 2
 _JSON_TYPES = ("application/json", "text/plain")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -92,6 +94,8 @@ class AppState:
     refusals: RefusalLog = field(default_factory=RefusalLog)
     clock: Callable[[], datetime] = _utcnow
     admin: AdminAccess = field(default_factory=AdminAccess)
+    guard: Guard | None = None
+    local: LocalOnly | None = None
     debugger: Debugger | None = None  # the live page (._debugger); None serves no page
 
 
@@ -107,8 +111,7 @@ def json_response(status: int, body: dict[str, Any], **headers: str) -> web.Resp
 
 def error_response(status: int, code: str, message: str, **headers: str) -> web.Response:
     """The error body SPEC 4.1 recommends (Python, Ruby and Java clients can all read it)."""
-    body = {"success": False, "code": code, "message": message, "error": message}
-    return json_response(status, body, **headers)
+    return json_response(status, error_body(code, message), **headers)
 
 
 def _not_json(request: web.Request, exc: RequestError) -> RequestError:
@@ -176,14 +179,17 @@ async def _ingest(request: web.Request, state: AppState, single_type: str | None
         state.policy.require(header_key)
     encoding = encoding_of(request.headers.get("Content-Encoding"))
     batch = single_type is None
-    body = await read_body(
-        request.content,
-        content_length=request.content_length,
-        encoding=encoding,
-        cap=state.limits.body_limit(batch=batch),
-        wire_cap=state.limits.wire_limit(batch=batch),
-        timeout=state.read_timeout,
-    )
+    wire_cap = state.limits.wire_limit(batch=batch)
+    budget = state.guard.budget if state.guard is not None else BodyBudget()
+    with budget.reserve(min(request.content_length or wire_cap, wire_cap)):
+        body = await read_body(
+            request.content,
+            content_length=request.content_length,
+            encoding=encoding,
+            cap=state.limits.body_limit(batch=batch),
+            wire_cap=wire_cap,
+            timeout=state.read_timeout,
+        )
     parsed = _parse(request, state, body, single_type, header_key)
     stored = await _commit(state, parsed.rows) if parsed.rows else 0
     if state.debugger is not None:
@@ -219,8 +225,9 @@ async def _handle(request: web.Request, single_type: str | None) -> web.Response
         state.stats.add(requests=1, rejected=1)
         if state.debugger is not None:
             state.debugger.rejected(exc)
-        response = error_response(exc.status, exc.code, exc.message)
-        if exc.status == 408:
+        retry = {"Retry-After": str(RETRY_AFTER_SECONDS)} if exc.status == 503 else {}
+        response = error_response(exc.status, exc.code, exc.message, **retry)
+        if exc.status in (408, 503):  # the body was not read (whole)
             response.force_close()
     except StoreError as exc:
         state.stats.add(requests=1, failed=1)
@@ -263,9 +270,21 @@ async def _health(request: web.Request) -> web.StreamResponse:
     return json_response(200 if ok else 503, {**body, "store": store, **counters})
 
 
-async def _metrics(request: web.Request) -> web.StreamResponse:
-    await request.read()
-    return json_response(200, {"success": True})
+@web.middleware
+async def _defences(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """An open collector's Host/Origin check (._origin); the request is marked in progress
+    for its connection's deadlines (._guard)."""
+    state = request.app[STATE]
+    if state.local is not None:
+        try:
+            state.local.check(request.headers)
+        except RequestError as exc:
+            state.stats.add(requests=1, rejected=1)
+            return error_response(exc.status, exc.code, exc.message)
+    if state.guard is None:
+        return await handler(request)
+    with state.guard.busy(request.transport):
+        return await handler(request)
 
 
 @web.middleware
@@ -281,13 +300,12 @@ async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResp
 
 def make_app(state: AppState) -> web.Application:
     """Build the application around ``state``."""
-    app = web.Application(middlewares=[_json_errors])
+    app = web.Application(middlewares=[_defences, _json_errors])
     app[STATE] = state
     routes: list[tuple[str, Handler]] = [
         (name, _ingest_route(t)) for name, t in SINGLE_PATHS.items()
     ]
     routes += [(name, _ingest_route(None)) for name in BATCH_PATHS]
-    routes.append(("m", _metrics))
     for name, handler in routes:
         app.router.add_post(f"/v1/{name}", handler)
         app.router.add_post(f"/v1/{name}/", handler)

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from analytics.collector._validate import RequestError
 
-__all__ = ["KeyPolicy", "basic_auth_key", "check_bind", "is_loopback"]
+__all__ = ["KeyPolicy", "basic_auth_key", "check_bind", "host_of", "is_loopback"]
 
 
 def basic_auth_key(header: str | None) -> str | None:
@@ -83,6 +83,16 @@ class KeyPolicy:
             )
         if not self.allows(key):
             raise RequestError(401, "unknown_write_key", "the write key is not accepted")
+
+
+def host_of(host_header: str) -> str:
+    """The host part of a ``Host`` header (``[::1]:8088`` -> ``::1``)."""
+    value = host_header.strip()
+    if value.startswith("["):
+        return value[1:].partition("]")[0]
+    if value.count(":") == 1:
+        return value.partition(":")[0]
+    return value
 
 
 def is_loopback(host: str) -> bool:

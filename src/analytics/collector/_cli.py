@@ -22,19 +22,22 @@ from typing import Any
 import click
 import orjson
 
+from analytics._wire import parse_timestamp
 from analytics.cli._escape import echo
 from analytics.collector._admin import AdminAccess
 from analytics.collector._db import is_url, open_store, redact
+from analytics.collector._guard import DEFAULT_SERVER_LIMITS as _DEFAULTS
+from analytics.collector._guard import ServerLimits
 from analytics.collector._messages import MESSAGE_TYPES
 from analytics.collector._run import LOG_FORMAT, run
 from analytics.collector._schema import SchemaError
 from analytics.collector._server import CollectorServer
 from analytics.collector._store import StoreError
-from analytics.collector._time import parse_timestamp
 
 __all__ = ["events_command", "serve_command"]
 
 DEFAULT_DB = "analytics.db"
+_MIB = 1024 * 1024
 #: The default ``--workers`` is one per CPU up to this: past a few processes SQLite's single
 #: writer, not the parsing, is the limit.
 MAX_DEFAULT_WORKERS = 8
@@ -113,6 +116,65 @@ def _check_admin_token(_ctx: click.Context, _param: click.Parameter, value: str 
     return value
 
 
+def _limit_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The options of the collector's connection defences (._guard), documented in the
+    README's Security section."""
+    options = [
+        click.option(
+            "--max-connections",
+            type=click.IntRange(1),
+            default=_DEFAULTS.max_connections,
+            show_default=True,
+            help="Connections served at once per process (also capped by the open-file "
+            "limit); past it new ones get 503 + Retry-After.",
+        ),
+        click.option(
+            "--max-body-memory",
+            type=click.IntRange(1),
+            default=_DEFAULTS.max_body_bytes // _MIB,
+            show_default=True,
+            help="MiB of request bodies being received at once per process; past it 503.",
+        ),
+        click.option(
+            "--read-timeout",
+            type=click.FloatRange(0, min_open=True),
+            default=10.0,
+            show_default=True,
+            help="Seconds a client has to send a whole body (else 408).",
+        ),
+        click.option(
+            "--header-timeout",
+            type=click.FloatRange(0, min_open=True),
+            default=_DEFAULTS.header_timeout,
+            show_default=True,
+            help="Seconds a client has to send a request's headers.",
+        ),
+        click.option(
+            "--idle-timeout",
+            type=click.FloatRange(0, min_open=True),
+            default=_DEFAULTS.idle_timeout,
+            show_default=True,
+            help="Seconds an idle keep-alive connection is kept open.",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _server_options(limits: dict[str, Any]) -> dict[str, Any]:
+    """``CollectorServer`` keyword arguments from the values of :func:`_limit_options`."""
+    return {
+        "read_timeout": limits["read_timeout"],
+        "server_limits": ServerLimits(
+            max_connections=limits["max_connections"],
+            max_body_bytes=limits["max_body_memory"] * _MIB,
+            header_timeout=limits["header_timeout"],
+            idle_timeout=limits["idle_timeout"],
+        ),
+    }
+
+
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8088, show_default=True, type=click.IntRange(0, 65535))
@@ -155,6 +217,7 @@ def _check_admin_token(_ctx: click.Context, _param: click.Parameter, value: str 
     show_default=True,
     type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
 )
+@_limit_options
 def serve_command(
     host: str,
     port: int,
@@ -164,6 +227,7 @@ def serve_command(
     retention_days: int | None,
     admin_token: str | None,
     log_level: str,
+    **limits: Any,
 ) -> None:
     """Run the local collector (a Segment-compatible tracking API) until Ctrl-C."""
     _configure_logging(log_level)
@@ -179,6 +243,7 @@ def serve_command(
             workers=workers,
             retention_days=retention_days,
             admin_token=admin_token,
+            **_server_options(limits),
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None

@@ -28,6 +28,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from analytics._wire import format_timestamp
 from analytics.collector._admin import AdminAccess
 from analytics.collector._feed import (
     BACKLOG,
@@ -42,7 +43,6 @@ from analytics.collector._feed import (
 )
 from analytics.collector._messages import Parsed, RequestError
 from analytics.collector._refusal_ring import SLOTS, RefusalRing, key_label, refusal_field
-from analytics.collector._time import format_timestamp
 
 __all__ = ["Debugger"]
 

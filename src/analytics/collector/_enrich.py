@@ -6,8 +6,9 @@ SPEC 5.3, 7 and 10:
     time: rudder-sdk-node sends it beside an explicit ``timestamp``, and RudderStack keeps both),
     else the client's ``timestamp``;
   - ``sentAt`` = the message's own, else the batch's; ``timestamp`` = ``receivedAt - (sentAt -
-    originalTimestamp)`` when both are known, else ``originalTimestamp``, else ``receivedAt``,
-    where ``originalTimestamp`` means the client's ``timestamp`` when it sent one;
+    originalTimestamp)`` when both are known (unless that leaves years 1-9999: then uncorrected),
+    else ``originalTimestamp``, else ``receivedAt``, where ``originalTimestamp`` means the
+    client's ``timestamp`` when it sent one;
   - batch ``context`` and ``integrations`` are shallow-merged into the message's, the message's
     keys winning; every other field is kept as sent, except ``writeKey``, which is removed so the
     database and ``analytics events`` never show a secret.
@@ -23,8 +24,8 @@ from datetime import datetime
 from typing import Any
 from uuid import uuid4
 
-from analytics.collector._time import format_timestamp, parse_timestamp
-from analytics.collector._validate import Envelope, InvalidMessage
+from analytics._wire import InvalidMessage, format_timestamp, parse_timestamp
+from analytics.collector._validate import Envelope
 
 __all__ = ["Stamper", "enrich"]
 
@@ -32,8 +33,8 @@ __all__ = ["Stamper", "enrich"]
 def _parse(value: str, name: str) -> datetime:
     try:
         return parse_timestamp(value)
-    except ValueError:
-        raise InvalidMessage("invalid_timestamp", f"{name} is not ISO-8601") from None
+    except ValueError as exc:
+        raise InvalidMessage("invalid_timestamp", f"{name} {exc}: {value[:80]!r}") from None
 
 
 class Stamper:
@@ -51,8 +52,8 @@ class Stamper:
         skew = self._batch_skew if own_sent is None else self.now - _parse(own_sent, "sentAt")
         try:
             moment = original + skew if skew is not None else original
-        except OverflowError:
-            raise InvalidMessage("invalid_timestamp", "timestamp is out of range") from None
+        except OverflowError:  # a valid time at the edge of year 1 or 9999: stored uncorrected
+            moment = original
         return format_timestamp(moment)
 
     def stamp(self, msg: dict[str, Any]) -> None:
@@ -74,11 +75,8 @@ class Stamper:
             msg.pop("originalTimestamp", None)
             msg["timestamp"] = self.received_at
             return
-        own_original = msg.get("originalTimestamp")
-        if own_original is None:
+        if msg.get("originalTimestamp") is None:  # a client's own was checked by _wire's rules
             msg["originalTimestamp"] = original_text
-        elif own_original is not original_text:
-            _parse(own_original, "originalTimestamp")
         key = (original_text, own_sent)
         corrected = self._corrected.get(key)
         if corrected is None:

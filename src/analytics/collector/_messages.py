@@ -5,15 +5,18 @@ refused message becomes a :class:`Refusal` (index, code, reason) and the others 
 :class:`~._validated.Message` tuples, which each store maps to its own rows.
 The checks are in :mod:`._validate`, the enrichment in :mod:`._enrich`.
 
-Size of a batch item: a message whose compact JSON (as received) is over
-:attr:`Limits.max_message_bytes` is refused as ``message_too_large``. The check costs nothing
-for ordinary messages: the stored JSON is measured (it holds everything the client sent plus
-the enrichment), and only a message whose stored form is over the limit, or that carried a
-``writeKey`` (removed before storing), is measured as received.
+Size of a message: limits apply to what is stored. A message whose stored JSON (the batch's
+``context``/``integrations`` merged in, the collector's fields added) is over
+:attr:`Limits.max_stored_message_bytes` is refused as ``message_too_large``; the stored JSON
+is made anyway, so the check is one comparison. A message that cannot be written back as JSON
+(nested more than 254 levels: orjson reads 1,024) is refused as ``invalid_message``. No
+message, however bad, fails the request: anything unexpected refuses that message alone
+(``internal_error``, logged with its traceback).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,10 +33,13 @@ from analytics.collector._validate import (
     InvalidMessage,
     RequestError,
     check_message,
+    check_stored_size,
     parse_json,
     read_envelope,
 )
 from analytics.collector._validated import Message, to_message
+
+logger = logging.getLogger("analytics.collector")
 
 __all__ = [
     "MESSAGE_TYPES",
@@ -87,7 +93,7 @@ def normalize_message(
     Raises:
         InvalidMessage: with a short code and a readable reason.
     """
-    kind = check_message(item, single_type, limits)
+    kind = check_message(item, single_type, limits.max_message_id_chars)
     return enrich(item, kind, env, Stamper(now, env))
 
 
@@ -108,9 +114,19 @@ def _item_key(
     return own
 
 
-def _check_size(item: dict[str, Any], body: bytes, limit: int) -> None:
-    if (len(body) > limit or "writeKey" in item) and len(orjson.dumps(item)) > limit:
-        raise InvalidMessage("message_too_large", f"message is over {limit} bytes")
+def _encode(msg: dict[str, Any], limit: int) -> bytes:
+    """The stored JSON of an enriched message, checked against the stored-size limit."""
+    try:
+        body = orjson.dumps(msg)
+    except orjson.JSONEncodeError as exc:
+        raise InvalidMessage(
+            "invalid_message", f"message cannot be stored as JSON: {exc}"
+        ) from None
+    if len(body) > limit:
+        raise InvalidMessage(
+            "message_too_large", f"message is {len(body):,} bytes as stored; the limit is {limit:,}"
+        )
+    return body
 
 
 def prepare(
@@ -121,19 +137,17 @@ def prepare(
     request_key: str | None,
     key_allowed: Callable[[str], bool],
     limits: Limits,
-    measure_items: bool,
 ) -> Prepared:
     """Validate and enrich every message of ``env``; never raises for a bad message.
 
     ``request_key`` is the already accepted key of the request (Basic auth or body
     ``writeKey``), or ``None``, in which case each message must carry an accepted ``writeKey``.
-    ``measure_items`` turns on the per-message size check (needless when the whole body is
-    smaller than the per-message limit).
     """
     out = Prepared()
     stamper = Stamper(now, env)
-    limit = limits.max_message_bytes
-    rows, refused, dumps = out.rows, out.refused, orjson.dumps
+    limit = limits.max_stored_message_bytes
+    max_id_chars = limits.max_message_id_chars
+    rows, refused = out.rows, out.refused
     for index, item in enumerate(env.items):
         try:
             # The request's key covers every object item (the common case, checked inline).
@@ -142,13 +156,15 @@ def prepare(
             else:
                 key = request_key
             out.keyed += 1
-            kind = check_message(item, single_type, limits)
+            kind = check_message(item, single_type, max_id_chars)
             msg = enrich(item, kind, env, stamper)
-            body = dumps(msg)
-            if measure_items:
-                _check_size(item, body, limit)
+            body = _encode(msg, limit)
         except InvalidMessage as exc:
             refused.append(Refusal(index, exc.code, exc.reason))
+            continue
+        except Exception:  # a bug must cost one message, never the request (a 500 for all)
+            logger.exception("message %d of a request could not be processed; refused", index)
+            refused.append(Refusal(index, "internal_error", "the collector failed on it"))
             continue
         rows.append(to_message(msg, key, body))
     return out
@@ -180,6 +196,7 @@ def parse_request(
         RequestError: the whole request is refused (bad JSON or shape, 401 key).
     """
     env = read_envelope(parse_json(body), single_type=single_type, limits=limits)
+    check_stored_size(env, len(body), limits)
     request_key = header_key or env.write_key or None
     if request_key is not None:
         policy.require(request_key)
@@ -190,7 +207,6 @@ def parse_request(
         request_key=request_key,
         key_allowed=policy.allows,
         limits=limits,
-        measure_items=single_type is None and len(body) > limits.max_message_bytes,
     )
     if request_key is None and prepared.keyed == 0:
         policy.require("" if prepared.saw_item_key else None)

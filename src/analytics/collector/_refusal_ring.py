@@ -169,7 +169,10 @@ class RefusalRing:
 def _encode(record: dict[str, Any]) -> bytes:
     """A length-prefixed slot; a message too large for it is kept as a text preview."""
     room = SLOT_BYTES - _LEN.size
-    data = orjson.dumps(record)
+    try:
+        data = orjson.dumps(record)
+    except orjson.JSONEncodeError:  # a refused message nested deeper than orjson writes (254)
+        data = orjson.dumps({**record, "message": None, "preview": "(nested too deep to show)"})
     if len(data) > room:
         text = orjson.dumps(record.get("message"))[:_PREVIEW_BYTES]
         preview = text.decode("utf-8", "ignore") + " ..."

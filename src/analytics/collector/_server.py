@@ -28,16 +28,25 @@ import time
 from collections.abc import Sequence
 from os import PathLike
 from types import TracebackType
+from typing import Any
 
 from aiohttp import web
 
-from analytics.collector import _gc
+from analytics.collector import _gc, _logfilter
 from analytics.collector._admin import AdminAccess
 from analytics.collector._app import AppState, make_app
 from analytics.collector._auth import KeyPolicy, check_bind
 from analytics.collector._db import open_store
 from analytics.collector._debugger import Debugger
+from analytics.collector._guard import (
+    DEFAULT_SERVER_LIMITS,
+    Guard,
+    ServerLimits,
+    listen,
+    raise_fd_limit,
+)
 from analytics.collector._limits import DEFAULT_LIMITS, Limits
+from analytics.collector._origin import LocalOnly
 from analytics.collector._refusal_ring import RefusalRing
 from analytics.collector._stats import Counters, Stats
 from analytics.collector._store import Store
@@ -48,6 +57,13 @@ __all__ = ["CollectorServer"]
 log = logging.getLogger("analytics.collector")
 
 _SETTLE_ITERATIONS = 20
+_BACKLOG = 1024  # connections the kernel queues before they are accepted
+#: aiohttp's request handler options (the handlers are made by ._guard's protocol factory).
+_HANDLER_ARGS: dict[str, Any] = {
+    "access_log": None,
+    "auto_decompress": False,  # we decompress ourselves, under the size cap
+    "lingering_time": 2.0,
+}
 
 
 def _summary(counters: Counters) -> str:
@@ -87,6 +103,9 @@ class CollectorServer:
             share the port and the kernel spreads connections among them (``--workers``).
         admin_token: the token the admin pages require (see :mod:`._admin`); without one
             they are open on a loopback address and off on any other.
+        server_limits: connection cap, body bytes in flight, header and idle timeouts
+            (:mod:`._guard`). Without write keys, requests from other web origins and to
+            non-loopback ``Host`` names are refused (:mod:`._origin`).
         debug_ring: the refusal ring of the live debugger page, when several processes
             share one (``--workers``); by default the server has its own.
 
@@ -109,6 +128,7 @@ class CollectorServer:
         tune_gc: bool = True,
         reuse_port: bool = False,
         admin_token: str | None = None,
+        server_limits: ServerLimits = DEFAULT_SERVER_LIMITS,
         debug_ring: RefusalRing | None = None,
     ) -> None:
         self._policy = KeyPolicy(write_keys)
@@ -135,6 +155,10 @@ class CollectorServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._sock: socket.socket | None = None
+        self._listener: asyncio.AbstractServer | None = None
+        self._server_limits = server_limits
+        self._fd_limit = 0
+        self._guard: Guard | None = None
         self._summary_task: asyncio.Task[None] | None = None
         self._thread = threading.Thread(target=self._main, name="analytics-collector", daemon=True)
 
@@ -178,6 +202,8 @@ class CollectorServer:
             if self._phase != "new":
                 raise RuntimeError(f"the collector was already started ({self._phase})")
             self._phase = "starting"
+        _logfilter.install()
+        self._fd_limit = raise_fd_limit()
         self._writer.start()
         self._thread.start()
         if not self._ready.wait(timeout):
@@ -203,6 +229,17 @@ class CollectorServer:
             log.info("no write keys configured: accepting any write key (loopback only)")
         else:
             log.info("accepting %d configured write key(s)", len(self._policy))
+        if self._guard is not None:
+            limits = self._guard.limits
+            log.info(
+                "at most %d connections (open-file limit %d), %d MiB of bodies in flight; "
+                "header timeout %g s, idle timeout %g s",
+                self._guard.max_connections,
+                self._fd_limit,
+                limits.max_body_bytes // (1024 * 1024),
+                limits.header_timeout,
+                limits.idle_timeout,
+            )
 
     def _main(self) -> None:
         loop = asyncio.new_event_loop()
@@ -223,6 +260,8 @@ class CollectorServer:
             loop.close()
 
     async def _serve(self) -> None:
+        guard = self._guard = Guard(self._server_limits, self._fd_limit)
+        local = LocalOnly() if self._policy.open else None
         state = AppState(
             writer=self._writer,
             policy=self._policy,
@@ -230,15 +269,15 @@ class CollectorServer:
             read_timeout=self._read_timeout,
             stats=self.stats,
             admin=self._admin,
+            guard=guard,
+            local=local,
             debugger=self.debugger,
         )
         runner = web.AppRunner(
             make_app(state),
-            access_log=None,
             handle_signals=False,
             shutdown_timeout=self._shutdown_timeout,
-            auto_decompress=False,  # we decompress ourselves, under the size cap
-            lingering_time=2.0,
+            **_HANDLER_ARGS,
         )
         await runner.setup()
         self._runner = runner
@@ -248,16 +287,21 @@ class CollectorServer:
             self._sock = socket.create_server(
                 (self._host.strip("[]"), self._port),
                 family=family,
-                backlog=1024,
+                backlog=_BACKLOG,
                 reuse_port=self._reuse_port,
             )
-            await web.SockSite(runner, self._sock).start()
+            if runner.server is None:  # setup() sets it
+                raise RuntimeError("the aiohttp runner has no server")
+            factory = guard.protocol_factory(runner.server, _HANDLER_ARGS)
+            self._listener = await listen(self._sock, factory, _BACKLOG)
         except BaseException:
             if self._sock is not None:
                 self._sock.close()
             await runner.cleanup()
             raise
         self._port = int(self._sock.getsockname()[1])
+        if local is not None:
+            local.port = self._port
         self._summary_task = asyncio.get_running_loop().create_task(self._summaries())
 
     async def _summaries(self) -> None:
@@ -286,6 +330,8 @@ class CollectorServer:
         for _ in range(_SETTLE_ITERATIONS):
             await asyncio.sleep(0)
         await runner.cleanup()
+        if self._listener is not None:
+            self._listener.close()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop gracefully: no new connections, finish in-flight requests, commit, close.

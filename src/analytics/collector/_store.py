@@ -33,6 +33,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from analytics._wire import format_timestamp, parse_timestamp
 from analytics.collector._checkpoint import Checkpointer, checkpoint
 from analytics.collector._schema import (
     Row,
@@ -42,7 +43,6 @@ from analytics.collector._schema import (
     insert_rows,
     prepare_schema,
 )
-from analytics.collector._time import format_timestamp, parse_timestamp
 from analytics.collector._validated import Message
 
 __all__ = ["Message", "SQLiteStore", "Store", "StoreError", "StoreReads", "since_text"]

@@ -5,15 +5,13 @@ Request level (raises :class:`RequestError`, the whole request is refused):
     shape, e.g. a batch body that is not an object with a ``batch`` list (400 ``invalid_body``);
   - batch-level ``context``/``integrations`` not objects, ``sentAt`` not ISO-8601, ``writeKey``
     not a string (400 ``invalid_field``);
-  - more messages than :attr:`Limits.max_batch_messages` (400 ``too_many_messages``).
+  - more messages than :attr:`Limits.max_batch_messages` (400 ``too_many_messages``);
+  - batch-level ``context``/``integrations`` that, merged into every message, would store more
+    than :attr:`Limits.max_stored_request_bytes` (400 ``payload_too_large``): one 510 KB
+    request once became 975 MB of rows.
 
-Message level (SPEC 6; raises :class:`InvalidMessage`, only that message is refused):
-  - not an object; ``type`` missing or unknown (batch items; single endpoints take the type
-    from the path); ``userId`` or ``anonymousId`` missing (except alias); ``event`` for track;
-    ``groupId`` for group; ``previousId`` and ``userId`` for alias; ids that are neither
-    non-empty strings nor integers; ``messageId`` not a string of 1..100 characters;
-    ``context``, ``integrations``, ``properties``, ``traits`` not objects; ``name``,
-    ``category``, ``event`` and the timestamps not strings. ``null`` counts as absent.
+Message level (SPEC 6; raises :class:`InvalidMessage`, only that message is refused): the
+rules of :mod:`analytics._wire`, which the client applies at the call.
 """
 
 from __future__ import annotations
@@ -24,8 +22,9 @@ from typing import Any
 
 import orjson
 
+from analytics import _wire
+from analytics._wire import InvalidMessage, check_message, parse_timestamp
 from analytics.collector._limits import Limits
-from analytics.collector._time import parse_timestamp
 
 __all__ = [
     "MESSAGE_TYPES",
@@ -33,27 +32,13 @@ __all__ = [
     "InvalidMessage",
     "RequestError",
     "check_message",
+    "check_stored_size",
     "parse_json",
     "read_envelope",
 ]
 
-MESSAGE_TYPES = frozenset({"identify", "track", "page", "screen", "group", "alias"})
+MESSAGE_TYPES = frozenset(_wire.MESSAGE_TYPES)
 _BOM = b"\xef\xbb\xbf"
-# Fields with a fixed JSON type; ids and messageId are checked on their own.
-_TYPED_FIELDS: dict[str, type] = {
-    "context": dict,
-    "integrations": dict,
-    "properties": dict,
-    "traits": dict,
-    "name": str,
-    "category": str,
-    "event": str,
-    "timestamp": str,
-    "originalTimestamp": str,
-    "sentAt": str,
-}
-_ID_FIELDS = frozenset({"userId", "anonymousId", "groupId", "previousId"})
-_TYPE_NAMES: dict[type, str] = {dict: "a JSON object", str: "a string"}
 
 
 class RequestError(Exception):
@@ -64,15 +49,6 @@ class RequestError(Exception):
         self.status = status
         self.code = code
         self.message = message
-
-
-class InvalidMessage(Exception):
-    """One message is refused; the request goes on."""
-
-    def __init__(self, code: str, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,53 +129,35 @@ def read_envelope(payload: Any, *, single_type: str | None, limits: Limits) -> E
     )
 
 
-def _is_id(value: Any) -> bool:
-    kind = type(value)
-    return (kind is str and value != "") or kind is int
+def _encoded_size(value: dict[str, Any] | None, name: str) -> int:
+    if not value:
+        return 0
+    try:
+        return len(orjson.dumps(value))
+    except orjson.JSONEncodeError as exc:  # parsed up to 1,024 levels deep, written up to 254
+        raise RequestError(400, "invalid_field", f"batch-level {name!r}: {exc}") from None
 
 
-def _check_required(msg: dict[str, Any], kind: str) -> None:
-    if kind == "alias":
-        if not (_is_id(msg.get("previousId")) and _is_id(msg.get("userId"))):
-            raise InvalidMessage("missing_field", "alias requires previousId and userId")
-        return
-    if not (_is_id(msg.get("userId")) or _is_id(msg.get("anonymousId"))):
-        raise InvalidMessage("missing_field", "userId or anonymousId is required")
-    if kind == "track" and not msg.get("event"):
-        raise InvalidMessage("missing_field", "track requires a non-empty event")
-    if kind == "group" and not _is_id(msg.get("groupId")):
-        raise InvalidMessage("missing_field", "group requires groupId")
+def check_stored_size(env: Envelope, body_bytes: int, limits: Limits) -> None:
+    """Refuse, before any work, a request whose batch-level context/integrations would be
+    stored more than :attr:`Limits.max_stored_request_bytes` once merged into its messages.
 
-
-def check_message(item: Any, single_type: str | None, limits: Limits) -> str:
-    """Validate one message; return its type.
+    The bound is an upper one (a message's own keys win over the batch's, so a merge only
+    adds at most the batch's size), so a request under it is never refused by mistake.
 
     Raises:
-        InvalidMessage: with a short code and a readable reason.
+        RequestError: 400 ``payload_too_large`` (or ``invalid_field`` for a batch context
+            nested too deep to be written back).
     """
-    if type(item) is not dict:
-        raise InvalidMessage("invalid_message", "message must be a JSON object")
-    kind = single_type or item.get("type")
-    if type(kind) is not str or kind not in MESSAGE_TYPES:
-        raise InvalidMessage(
-            "invalid_type", "type must be one of " + ", ".join(sorted(MESSAGE_TYPES))
+    shared = _encoded_size(env.context, "context") + _encoded_size(env.integrations, "integrations")
+    if not shared:
+        return
+    bound = body_bytes + len(env.items) * (shared + _wire.STORED_ALLOWANCE)
+    if bound > limits.max_stored_request_bytes:
+        raise RequestError(
+            400,
+            "payload_too_large",
+            f"the batch-level context/integrations ({shared:,} bytes) merged into its"
+            f" {len(env.items):,} messages would store up to {bound:,} bytes; the limit is"
+            f" {limits.max_stored_request_bytes:,}",
         )
-    max_id_chars = limits.max_message_id_chars
-    # One pass over the fields the message has, with the checks inlined: this runs for
-    # every message received.
-    for name, value in item.items():
-        if value is None:
-            continue
-        expected = _TYPED_FIELDS.get(name)
-        if expected is not None:
-            if type(value) is not expected:
-                raise InvalidMessage("invalid_field", f"{name} must be {_TYPE_NAMES[expected]}")
-        elif name in _ID_FIELDS:
-            if not _is_id(value):
-                raise InvalidMessage("invalid_field", f"{name} must be a non-empty string")
-        elif name == "messageId" and not (type(value) is str and 0 < len(value) <= max_id_chars):
-            raise InvalidMessage(
-                "invalid_field", f"messageId must be a string of 1..{max_id_chars} characters"
-            )
-    _check_required(item, kind)
-    return kind
