@@ -63,7 +63,7 @@ class AioHTTPTransport:
                 retry_after = None
                 if status == 429 or status >= 500:
                     retry_after = parse_retry_after(resp.headers.get("Retry-After"), time.time())
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             return Outcome(None, error=f"{type(exc).__name__}: {exc}")
         return Outcome(status, retry_after=retry_after, body=data)
 

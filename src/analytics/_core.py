@@ -199,11 +199,10 @@ class Core:
             refused[0].code,
             refused[0].reason,
         )
-        by_code: dict[str, list[int]] = {}
-        for r in refused:
-            by_code.setdefault(r.code, []).append(r.index)
-        for code, indexes in by_code.items():
-            reason = next(r.reason for r in refused if r.code == code)
+        grouped: dict[tuple[str, str], list[int]] = {}
+        for r in refused:  # one on_failure call per distinct (code, reason)
+            grouped.setdefault((r.code, r.reason), []).append(r.index)
+        for (code, reason), indexes in grouped.items():
             error = DeliveryError(code, reason, outcome.status)
             self.reporter.failed([items[i] for i in indexes], error)
 

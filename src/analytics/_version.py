@@ -1,5 +1,11 @@
-"""The package version, kept in one place (read without importlib.metadata to keep import fast)."""
+"""The package version, kept in one place (read without importlib.metadata to keep import fast).
 
-__all__ = ["__version__"]
+``pyproject.toml`` reads ``__version__`` from here when the package is built. ``DISTRIBUTION``
+is the name to ``pip install``: the import name is ``analytics``, but that name on the package
+index belongs to an unrelated project.
+"""
+
+__all__ = ["DISTRIBUTION", "__version__"]
 
 __version__ = "0.1.0"
+DISTRIBUTION = "analytics-kit"

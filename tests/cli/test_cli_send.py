@@ -269,5 +269,5 @@ def test_without_the_cli_extra_the_script_says_what_to_install() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
     )
     assert result.returncode == 1
-    assert "pip install 'analytics[cli]'" in result.stderr
+    assert "pip install 'analytics-kit[cli]'" in result.stderr
     assert "Traceback" not in result.stderr

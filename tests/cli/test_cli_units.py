@@ -16,7 +16,6 @@ from analytics.cli._delivery import (
     compact_ranges,
     describe_failure,
     is_unreachable,
-    parse_refusals,
 )
 from analytics.cli._mapping import LineError
 from analytics.cli._progress import (
@@ -64,7 +63,7 @@ def test_compact_ranges() -> None:
             True,
         ),
         (
-            DeliveryError("refused", "needs event", 200),
+            DeliveryError("invalid_field", "needs event", 200),
             "the collector refused it: needs event",
             False,
         ),
@@ -78,36 +77,22 @@ def test_failures_are_described_for_people(
     assert is_unreachable(error) is unreachable
 
 
-def test_refusals_in_a_200_answer_are_found() -> None:
-    """Our collector's per-message refusals are read; other answers mean none."""
-    body = b'{"success":true,"refused":[{"index":1,"code":"missing","reason":"needs event"}]}'
-    assert parse_refusals(body) == [(1, "needs event")]
-    assert parse_refusals(b'{"success":true,"refused":[]}') == []
-    assert parse_refusals(b'{"success": true}') == []
-    assert parse_refusals(b"ok") == []
-    assert parse_refusals(b'"refused"') == []
-
-
-class _Answer:
-    status = 200
-
-    def __init__(self, body: bytes) -> None:
-        self.body = body
-
-
-def test_tracker_counts_refused_messages_as_failed() -> None:
-    """A 200 answer that refuses one message: the others are sent, that one failed."""
-    ids: dict[str, Any] = {"own-1": (0, 1)}
+def test_tracker_counts_what_the_client_reports() -> None:
+    """The client passes delivered messages to on_success and each refused one (inside a 2xx,
+    status 200, the collector's code as reason) to on_failure: the tracker counts both and
+    forgets only the delivered ids (a refused line is reported by its line)."""
+    ids: dict[str, Any] = {"own-1": (0, 1), "own-3": (0, 3)}
     tracker = DeliveryTracker(ids=ids)
-    data = [{"messageId": "own-1"}, {"messageId": "gen-2"}, {"messageId": "gen-3"}]
-    tracker.on_success(data, _Answer(b'{"refused":[{"index":2,"reason":"bad"}]}'))
+    tracker.on_success([{"messageId": "own-1"}, {"messageId": "gen-2"}], object())
+    tracker.on_failure([{"messageId": "own-3"}], DeliveryError("invalid_field", "bad", 200))
     assert (tracker.sent, tracker.failed) == (2, 1)
-    assert ids == {}
+    assert ids == {"own-3": (0, 3)}
     [(messages, error)] = tracker.pop_failures()
-    assert messages == [{"messageId": "gen-3"}]
-    assert error.reason == "refused"
-    tracker.on_failure(data, DeliveryError("retries_exhausted", "down"))
-    assert tracker.failed == 4
+    assert messages == [{"messageId": "own-3"}]
+    assert describe_failure(error, "http://h") == "the collector refused it: bad"
+    assert not tracker.unreachable
+    tracker.on_failure([{"messageId": "x"}], DeliveryError("retries_exhausted", "down"))
+    assert tracker.failed == 2
     assert tracker.unreachable
 
 

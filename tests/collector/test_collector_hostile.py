@@ -183,12 +183,14 @@ sent_ats = st.none() | json_leaf
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
-    items=st.lists(st.tuples(messages, depths), max_size=4),
+    path=st.sampled_from(["/v1/batch", "/v1/import", "/v1/track", "/v1/identify"]),
+    items=st.lists(st.tuples(messages, depths), min_size=1, max_size=4),
     context=st.none() | messages,
     sent_at=sent_ats,
 )
 def test_no_input_gets_a_500(
     collector: CollectorServer,
+    path: str,
     items: list[tuple[dict[str, object], int]],
     context: object,
     sent_at: object,
@@ -200,12 +202,16 @@ def test_no_input_gets_a_500(
             raw = raw[:-1] + (b"," if len(raw) > 2 else b"") + b'"deep":' + nested_json(depth)
             raw += b"}"
         encoded.append(raw)
-    body = b'{"batch":[' + b",".join(encoded) + b"]"
-    if context is not None:
-        body += b',"context":' + orjson.dumps(context)
-    if sent_at is not None:
-        body += b',"sentAt":' + orjson.dumps(sent_at)
-    reply = post(collector.url, "/v1/batch", body + b"}")
+    if path in ("/v1/track", "/v1/identify"):  # a single event: the first message is the body
+        body = encoded[0]
+    else:
+        body = b'{"batch":[' + b",".join(encoded) + b"]"
+        if context is not None:
+            body += b',"context":' + orjson.dumps(context)
+        if sent_at is not None:
+            body += b',"sentAt":' + orjson.dumps(sent_at)
+        body += b"}"
+    reply = post(collector.url, path, body)
     assert reply.status in (200, 400), (reply.status, reply.body)
     if reply.status == 200:
         assert len(reply.json.get("refused", [])) <= len(items)

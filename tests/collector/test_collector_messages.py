@@ -359,3 +359,11 @@ def test_timestamps_python_310_cannot_read_are_parsed(text: str, expected: datet
     # Python 3.10's fromisoformat rejects "Z", fractions that are not 3 or 6 digits and
     # one-digit fields; the lenient reading of `analytics._wire` takes them on every version.
     assert parse_timestamp(text) == expected.replace(tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize("text", ["20240501T120000Z", "2024-W18-3", "2024-05-01T12", "2024-13-01"])
+def test_forms_only_some_pythons_read_are_refused_on_every_version(text: str) -> None:
+    # Python 3.11's fromisoformat reads the basic format and week dates, 3.10's does not: the
+    # rules must not depend on the Python that a client or a collector runs.
+    with pytest.raises(ValueError, match=r"ISO-8601|not a valid date"):
+        parse_timestamp(text)

@@ -145,3 +145,25 @@ def read_range_stub(upto: int) -> Any:
     from analytics.collector._feed import Read
 
     return Read(upto, [])
+
+
+class _Transport:
+    aborted = False
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+def test_a_viewer_is_cut_off_by_the_bytes_it_has_pending_not_only_the_count() -> None:
+    from analytics.collector._debugger import QUEUE_BYTES, _Viewer
+
+    transport = _Transport()
+    viewer = _Viewer(transport, size=50)  # type: ignore[arg-type]
+    big = b"x" * (QUEUE_BYTES // 3)
+    assert viewer.offer(big)
+    assert viewer.offer(big)
+    assert viewer.offer(big)
+    assert not transport.aborted
+    assert not viewer.offer(big)  # over the byte bound after 4 of 50 messages
+    assert transport.aborted
+    assert viewer.queue.get_nowait() is None  # the stream's end, nothing else left queued

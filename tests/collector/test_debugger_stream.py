@@ -214,3 +214,16 @@ def test_with_workers_a_viewer_sees_every_process_events_and_refusals(tmp_path: 
     finally:
         proc.terminate()
         proc.communicate(timeout=30)
+
+
+def test_a_failing_debugger_never_fails_a_request(
+    collector: CollectorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("the ring is broken")
+
+    monkeypatch.setattr(collector.debugger.ring, "add", broken)
+    reply = post(collector.url, "/v1/batch", batch([track(1), {**track(2), "timestamp": "x"}]))
+    assert reply.status == 200
+    assert reply.json["stored"] == 1
+    assert post(collector.url, "/v1/batch", b"{not json").status == 400

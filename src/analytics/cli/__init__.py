@@ -10,6 +10,8 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from analytics._version import DISTRIBUTION
+
 if TYPE_CHECKING:
     import click
 
@@ -17,7 +19,7 @@ __all__ = ["cli", "main"]
 
 INSTALL_HINT = (
     "analytics: the command line needs the 'cli' extra ({missing} is not installed):"
-    " pip install 'analytics[cli]'"
+    f" pip install '{DISTRIBUTION}[cli]'"
 )
 
 

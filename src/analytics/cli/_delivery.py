@@ -14,8 +14,6 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-import orjson
-
 from analytics import DeliveryError
 
 __all__ = [
@@ -23,14 +21,20 @@ __all__ = [
     "DeliveryTracker",
     "compact_ranges",
     "describe_failure",
+    "is_refusal",
     "is_unreachable",
-    "parse_refusals",
     "short_detail",
 ]
 
 # DeliveryError reasons that are about this process, not about the collector's answer.
 LOCAL_REASONS = frozenset({"queue_full", "shut_down", "shutdown_timeout", "encode_error"})
 NO_RESPONSE_REASONS = frozenset({"network_error", "connection_error", "timeout"})
+
+
+def is_refusal(error: DeliveryError) -> bool:
+    """True for a message the collector refused inside a 2xx answer (its reason is the
+    collector's code; the client reports each such message to ``on_failure``)."""
+    return error.status is not None and 200 <= error.status < 300
 
 
 def is_unreachable(error: DeliveryError) -> bool:
@@ -53,7 +57,7 @@ def describe_failure(error: DeliveryError, host: str) -> str:
     """One sentence for a person: what happened and, when it helps, what to do."""
     detail = f": {short_detail(error.detail)}" if error.detail else ""
     status = error.status
-    if error.reason == "refused":
+    if is_refusal(error):
         return f"the collector refused it{detail}"
     if status in (401, 403):
         return (
@@ -68,29 +72,6 @@ def describe_failure(error: DeliveryError, host: str) -> str:
         f"could not reach the collector at {host} ({error.reason}{detail});"
         " is it running? (start one with `analytics serve`)"
     )
-
-
-def parse_refusals(body: bytes) -> list[tuple[int, str]]:
-    """The messages our collector refused in a 200 answer: ``[(index, reason), ...]``.
-
-    Our collector lists them as ``"refused": [{"index", "code", "reason"}]``; other APIs
-    (Segment answers ``{"success": true}``) list nothing, and nothing is taken as refused.
-    """
-    if b'"refused"' not in body or b'"refused":[]' in body:
-        return []
-    try:
-        answer = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return []
-    refused = answer.get("refused") if isinstance(answer, dict) else None
-    if not isinstance(refused, list):
-        return []
-    found = []
-    for item in refused:
-        if isinstance(item, dict) and isinstance(item.get("index"), int):
-            reason = item.get("reason") or item.get("code") or "refused"
-            found.append((item["index"], str(reason)))
-    return found
 
 
 def compact_ranges(numbers: Iterable[int]) -> list[tuple[int, int]]:
@@ -125,23 +106,15 @@ class DeliveryTracker:
         )
 
     def on_success(self, data: Sequence[Mapping[str, Any]], response: object) -> None:
-        """Count an acknowledged batch, less the messages the collector refused (worker
-        thread)."""
-        refused = parse_refusals(getattr(response, "body", b"") or b"")
-        refused = [(i, reason) for i, reason in refused if 0 <= i < len(data)]
-        for index, reason in refused:
-            error = DeliveryError("refused", reason, getattr(response, "status", None))
-            self.last_error = error
-            self.failures.append(([data[index]], error))
+        """Count delivered messages (worker thread). The client passes only the delivered
+        ones: those the collector refused inside its 2xx go to `on_failure`, keeping their id,
+        so the main thread reports each by its line."""
         with self._lock:
-            self.failed += len(refused)
-            self.sent += len(data) - len(refused)
+            self.sent += len(data)
         ids = self.ids
-        if ids:  # a refused message keeps its id: the main thread reports it by its line
-            skip = {index for index, _ in refused}
-            for index, message in enumerate(data):
-                if index not in skip:
-                    ids.pop(str(message.get("messageId")), None)
+        if ids:
+            for message in data:
+                ids.pop(str(message.get("messageId")), None)
 
     def on_failure(self, data: Sequence[Mapping[str, Any]], error: DeliveryError) -> None:
         """Count and queue a batch given up on (worker thread)."""

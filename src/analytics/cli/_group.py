@@ -11,7 +11,7 @@ import importlib
 
 import click
 
-from analytics._version import __version__
+from analytics._version import DISTRIBUTION, __version__
 from analytics.cli._escape import printable
 from analytics.cli._send import SEND_COMMANDS, make_send_command
 
@@ -33,7 +33,7 @@ def _unavailable(name: str, error: ImportError) -> click.Command:
     def fail() -> None:
         raise click.ClickException(
             f"`analytics {name}` needs the collector, which could not be imported ({error})."
-            " Install it with: pip install 'analytics[collector]'"
+            f" Install it with: pip install '{DISTRIBUTION}[collector]'"
         )
 
     return click.Command(name, callback=fail, help="(unavailable: the collector is not installed)")

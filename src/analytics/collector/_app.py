@@ -47,7 +47,9 @@ from analytics.collector._body import encoding_of, read_body
 from analytics.collector._debugger import Debugger
 from analytics.collector._guard import RETRY_AFTER_SECONDS, BodyBudget, Guard, error_body
 from analytics.collector._limits import Limits
+from analytics.collector._logs import request_fields
 from analytics.collector._messages import Parsed, RequestError, parse_request
+from analytics.collector._metrics import CollectorMetrics, route_of
 from analytics.collector._origin import LocalOnly
 from analytics.collector._refusals import RefusalLog
 from analytics.collector._stats import Stats
@@ -97,6 +99,7 @@ class AppState:
     guard: Guard | None = None
     local: LocalOnly | None = None
     debugger: Debugger | None = None  # the live page (._debugger); None serves no page
+    metrics: CollectorMetrics | None = None
 
 
 STATE = web.AppKey("analytics_collector_state", AppState)
@@ -173,7 +176,10 @@ def _parse(
     return parsed
 
 
-async def _ingest(request: web.Request, state: AppState, single_type: str | None) -> web.Response:
+async def _ingest(
+    request: web.Request, state: AppState, single_type: str | None
+) -> tuple[web.Response, int]:
+    """Answer an ingest request; also return how many messages its body held."""
     header_key = basic_auth_key(request.headers.get("Authorization"))
     if header_key is not None:
         state.policy.require(header_key)
@@ -194,7 +200,7 @@ async def _ingest(request: web.Request, state: AppState, single_type: str | None
     stored = await _commit(state, parsed.rows) if parsed.rows else 0
     if state.debugger is not None:
         state.debugger.observe(parsed, stored, body, single_type, header_key)
-    return _accepted(state, parsed, stored)
+    return _accepted(state, parsed, stored), parsed.received
 
 
 def _accepted(state: AppState, parsed: Parsed, stored: int) -> web.Response:
@@ -206,6 +212,9 @@ def _accepted(state: AppState, parsed: Parsed, stored: int) -> web.Response:
         duplicates=duplicates,
         refused=len(parsed.refused),
     )
+    if state.metrics is not None:
+        codes = (refusal.code for refusal in parsed.refused)
+        state.metrics.messages(parsed.received, stored, duplicates, codes)
     body: dict[str, Any] = {
         "success": True,
         "received": parsed.received,
@@ -219,8 +228,9 @@ def _accepted(state: AppState, parsed: Parsed, stored: int) -> web.Response:
 async def _handle(request: web.Request, single_type: str | None) -> web.Response:
     state = request.app[STATE]
     started = time.perf_counter()
+    messages: int | None = None
     try:
-        response = await _ingest(request, state, single_type)
+        response, messages = await _ingest(request, state, single_type)
     except RequestError as exc:
         state.stats.add(requests=1, rejected=1)
         if state.debugger is not None:
@@ -243,12 +253,14 @@ async def _handle(request: web.Request, single_type: str | None) -> web.Response
             "%s %s: client disconnected before the body was read", request.method, request.path
         )
         raise
+    elapsed_ms = (time.perf_counter() - started) * 1000
     log.debug(
         "%s %s -> %d in %.1f ms",
         request.method,
         request.path,
         response.status,
-        (time.perf_counter() - started) * 1000,
+        elapsed_ms,
+        extra=request_fields(route_of(request), response.status, elapsed_ms, messages),
     )
     return response
 
@@ -300,7 +312,8 @@ async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResp
 
 def make_app(state: AppState) -> web.Application:
     """Build the application around ``state``."""
-    app = web.Application(middlewares=[_defences, _json_errors])
+    counting = [state.metrics.middleware()] if state.metrics is not None else []
+    app = web.Application(middlewares=[*counting, _defences, _json_errors])
     app[STATE] = state
     routes: list[tuple[str, Handler]] = [
         (name, _ingest_route(t)) for name, t in SINGLE_PATHS.items()
@@ -313,4 +326,6 @@ def make_app(state: AppState) -> web.Application:
         state.debugger.add_routes(app)
     app.router.add_get("/health", _health)
     app.router.add_get("/v1/health", _health)
+    if state.metrics is not None:
+        app.router.add_get("/metrics", state.metrics.handler(state.admin.require))
     return app

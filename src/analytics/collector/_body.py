@@ -145,7 +145,7 @@ async def read_body(
     inflater = Inflater(encoding, cap) if encoding is not None else None
     try:
         return await asyncio.wait_for(_read_raw(stream, limit, inflater), timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise RequestError(
             408, "request_timeout", f"the body was not received within {timeout:g} s"
         ) from None

@@ -1,6 +1,7 @@
 """The ``serve`` and ``events`` commands (click); the ``analytics`` group adds them.
 
-``analytics serve [--host H] [--port P] [--db PATH|URL] [--write-key KEY ...] [--log-level L]``
+``analytics serve [--host H] [--port P] [--db PATH|URL] [--write-key KEY ...] [--log-level L]
+[--log-format text|json]``
 runs the collector until Ctrl-C or SIGTERM (events it acknowledged are committed).
 ``analytics events [--db PATH|URL] [--type T] [--user-id U] [--event E] [--since TIME] [--limit N]
 [--json]`` prints what was stored, newest last; ``--json`` prints one stored message per line.
@@ -28,8 +29,9 @@ from analytics.collector._admin import AdminAccess
 from analytics.collector._db import is_url, open_store, redact
 from analytics.collector._guard import DEFAULT_SERVER_LIMITS as _DEFAULTS
 from analytics.collector._guard import ServerLimits
+from analytics.collector._logs import FORMATS, LogSettings, configure
 from analytics.collector._messages import MESSAGE_TYPES
-from analytics.collector._run import LOG_FORMAT, run
+from analytics.collector._run import run
 from analytics.collector._schema import SchemaError
 from analytics.collector._server import CollectorServer
 from analytics.collector._store import StoreError
@@ -65,9 +67,10 @@ def parse_since(value: str, now: datetime | None = None) -> datetime:
         ) from None
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(level=getattr(logging, level.upper()), format=LOG_FORMAT)
-    logging.getLogger("analytics.collector").setLevel(getattr(logging, level.upper()))
+def _configure_logging(level: str, log_format: str, secrets: list[str | None], db: str) -> None:
+    """The log lines of every process of this run; ``secrets`` never appear in them."""
+    kept = tuple(secret for secret in secrets if secret)
+    configure(LogSettings(getattr(logging, level.upper()), log_format, kept, db))
 
 
 def default_workers() -> int:
@@ -217,6 +220,14 @@ def _server_options(limits: dict[str, Any]) -> dict[str, Any]:
     show_default=True,
     type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
 )
+@click.option(
+    "--log-format",
+    default="text",
+    show_default=True,
+    envvar="ANALYTICS_LOG_FORMAT",
+    type=click.Choice(FORMATS),
+    help="text: lines for people; json: one JSON object per line (env ANALYTICS_LOG_FORMAT).",
+)
 @_limit_options
 def serve_command(
     host: str,
@@ -227,10 +238,11 @@ def serve_command(
     retention_days: int | None,
     admin_token: str | None,
     log_level: str,
+    log_format: str,
     **limits: Any,
 ) -> None:
     """Run the local collector (a Segment-compatible tracking API) until Ctrl-C."""
-    _configure_logging(log_level)
+    _configure_logging(log_level, log_format, [*write_keys, admin_token], db)
     if workers is None:
         workers = default_workers()
     try:

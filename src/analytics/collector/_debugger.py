@@ -5,8 +5,8 @@ CDN, no build step). Its stream, ``GET /debugger/stream``, is Server-Sent Events
 message per tick of the feed (:mod:`._feed`) with the new stored events, the new refusals
 (:mod:`._refusal_ring`) and the counters; the SSE id lets a reconnecting page resume.
 
-Ingestion never waits for a viewer. Each viewer has a bounded queue of pending messages; the
-feed puts into it without waiting, and a viewer whose queue is full (a stalled or slow page) is
+Ingestion never waits for a viewer. Each viewer has a bounded queue of pending messages (in count and in bytes);
+the feed puts into it without waiting, and a viewer whose queue is full (a stalled or slow page) is
 dropped: its connection is aborted and its page reconnects with ``Last-Event-ID``, resuming
 where it stopped. The hooks the ingest handler calls (:meth:`Debugger.observe`,
 :meth:`Debugger.rejected`) only touch the refusal ring, and only for refusals and duplicates.
@@ -49,6 +49,7 @@ __all__ = ["Debugger"]
 log = logging.getLogger("analytics.collector")
 
 QUEUE_MESSAGES = 50  # pending SSE messages per viewer (10 s of ticks) before it is dropped
+QUEUE_BYTES = 4 << 20  # or this many bytes pending (a flood fills it in a few ticks)
 KEEPALIVE = 15.0  # seconds between comments on an idle stream
 _STATS_EVERY = 5  # ticks: an idle stream still gets the counters once a second
 _ASSETS = {
@@ -96,26 +97,38 @@ def _shown(item: Any) -> Any:
 class _Viewer:
     """One open stream: its queue and its connection (aborted when the queue overflows)."""
 
-    __slots__ = ("dropped", "queue", "transport")
+    __slots__ = ("pending", "queue", "transport")
 
     def __init__(self, transport: asyncio.Transport | None, size: int) -> None:
         self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(size)
         self.transport = transport
-        self.dropped = False
+        self.pending = 0  # bytes queued, not yet written
 
     def offer(self, message: bytes) -> bool:
-        """Queue ``message`` without waiting; False (and the viewer is cut off) when full."""
+        """Queue ``message`` without waiting; False (and the viewer is cut off) when its queue
+        is full or holds :data:`QUEUE_BYTES` already."""
+        if self.pending + len(message) > QUEUE_BYTES:
+            self.close(abort=True)
+            return False
         try:
             self.queue.put_nowait(message)
         except asyncio.QueueFull:
             self.close(abort=True)
             return False
+        self.pending += len(message)
         return True
 
+    async def next(self) -> bytes | None:
+        """The next message to write (None: the stream ends)."""
+        message = await self.queue.get()
+        if message is not None:
+            self.pending -= len(message)
+        return message
+
     def close(self, *, abort: bool = False) -> None:
-        self.dropped = self.dropped or abort
         while not self.queue.empty():
             self.queue.get_nowait()
+        self.pending = 0
         self.queue.put_nowait(None)
         if abort and self.transport is not None:
             self.transport.abort()
@@ -167,7 +180,19 @@ class Debugger:
     def observe(
         self, parsed: Parsed, stored: int, body: bytes, single_type: str | None, key: str | None
     ) -> None:
-        """Note a request's refusals and duplicates (nothing to do for a clean request)."""
+        """Note a request's refusals and duplicates (nothing to do for a clean request).
+
+        Never raises: the request's events are committed already, and the page must never
+        turn a stored request into an error.
+        """
+        try:
+            self._observe(parsed, stored, body, single_type, key)
+        except Exception:
+            log.exception("the debugger could not note a request's refusals")
+
+    def _observe(
+        self, parsed: Parsed, stored: int, body: bytes, single_type: str | None, key: str | None
+    ) -> None:
         duplicates = len(parsed.rows) - stored
         if not parsed.refused:
             if duplicates:
@@ -194,7 +219,7 @@ class Debugger:
         self.ring.add(records, duplicates=duplicates)
 
     def rejected(self, error: RequestError) -> None:
-        """Note a request refused whole (bad JSON, unknown key, too large ...)."""
+        """Note a request refused whole (bad JSON, unknown key, too large ...); never raises."""
         record = {
             "at": _now(),
             "status": error.status,
@@ -205,7 +230,10 @@ class Debugger:
             "key": None,
             "message": None,
         }
-        self.ring.add([record])
+        try:
+            self.ring.add([record])
+        except Exception:
+            log.exception("the debugger could not note a refused request")
 
     # -- routes -----------------------------------------------------------------------------
 
@@ -263,8 +291,8 @@ class Debugger:
     async def _pump(self, viewer: _Viewer, response: web.StreamResponse) -> None:
         while True:
             try:
-                message = await asyncio.wait_for(viewer.queue.get(), KEEPALIVE)
-            except asyncio.TimeoutError:
+                message = await asyncio.wait_for(viewer.next(), KEEPALIVE)
+            except TimeoutError:
                 await response.write(b": keepalive\n\n")
                 continue
             if message is None:

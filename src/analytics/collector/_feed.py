@@ -25,7 +25,7 @@ from analytics.collector._refusal_ring import RefusalRing, key_label
 __all__ = ["INTERVAL", "MAX_ROWS", "Cursor", "Tail", "Tailable", "parse_event_id"]
 
 INTERVAL = 0.2  # seconds between reads of the store while someone watches
-MAX_ROWS = 1000  # rows sent per tick at most (5,000 events/s); older ones are counted only
+MAX_ROWS = 500  # rows sent per tick at most (2,500 events/s); older ones are counted only
 BACKLOG = 200  # stored events a new page starts with
 RATE_WINDOW = 2.0  # seconds the events/s figure averages over
 

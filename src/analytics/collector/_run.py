@@ -27,6 +27,7 @@ its holder dies. Linux only (``SO_REUSEPORT`` spreads connections only there).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -47,6 +48,8 @@ from typing import Any
 
 from analytics.collector._auth import KeyPolicy, check_bind
 from analytics.collector._db import check_retention, is_url, open_store
+from analytics.collector._logs import LOG_FORMAT, LogSettings, configure, current
+from analytics.collector._metrics import for_workers, mark_process_dead
 from analytics.collector._refusal_ring import RefusalRing
 from analytics.collector._schema import SchemaError
 from analytics.collector._server import CollectorServer
@@ -59,8 +62,6 @@ __all__ = ["LOG_FORMAT", "ProcessLock", "Workers", "check_workers", "run"]
 
 log = logging.getLogger("analytics.collector")
 
-#: ``analytics serve`` log lines; the pid tells the processes of ``--workers`` apart.
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
 _POLL = 0.5  # seconds between the first process's checks of its workers
 _READY_TIMEOUT = 60.0
 _ctx = multiprocessing.get_context("spawn")
@@ -112,7 +113,7 @@ class _Config:
     db: str
     write_keys: list[str] | None
     options: dict[str, Any]
-    log_level: int
+    log: LogSettings
 
 
 def _worker_main(config: _Config, stop: Connection, ready: Connection) -> None:
@@ -120,8 +121,7 @@ def _worker_main(config: _Config, stop: Connection, ready: Connection) -> None:
     ended)."""
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
-    logging.basicConfig(level=config.log_level, format=LOG_FORMAT)
-    logging.getLogger("analytics.collector").setLevel(config.log_level)
+    configure(config.log)
     lock, store = _open(config.db, workers=True)
     try:
         server = CollectorServer(
@@ -209,7 +209,8 @@ class Workers:
             self._db,
             self._write_keys,
             self._options,
-            logging.getLogger("analytics.collector").getEffectiveLevel(),
+            # The same log lines as this process: its settings, else its level in text.
+            current() or LogSettings(logging.getLogger("analytics.collector").getEffectiveLevel()),
         )
         ready_reader, ready_writer = _ctx.Pipe(duplex=False)
         proc = _ctx.Process(
@@ -245,6 +246,7 @@ class Workers:
                 proc.pid,
                 proc.exitcode,
             )
+            mark_process_dead(proc.pid)
             proc.close()
             self._procs[i] = self._spawn()
 
@@ -264,6 +266,7 @@ class Workers:
                 log.warning("collector worker process %d did not stop in time; killed", proc.pid)
                 proc.kill()
                 proc.join(5.0)
+            mark_process_dead(proc.pid)
         self._procs.clear()
         self._stop_reader.close()
 
@@ -340,6 +343,9 @@ def run(
     previous: dict[signal.Signals, Any] = {}
     pool: Workers | None = None
     server: CollectorServer | None = None
+    # Every process's /metrics counts what all of them did (see ._metrics).
+    metrics_scope = contextlib.ExitStack()
+    metrics_scope.enter_context(for_workers(workers))
     try:
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -368,3 +374,4 @@ def run(
             lock.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        metrics_scope.close()

@@ -46,6 +46,7 @@ from analytics.collector._guard import (
     raise_fd_limit,
 )
 from analytics.collector._limits import DEFAULT_LIMITS, Limits
+from analytics.collector._metrics import CollectorMetrics
 from analytics.collector._origin import LocalOnly
 from analytics.collector._refusal_ring import RefusalRing
 from analytics.collector._stats import Counters, Stats
@@ -146,7 +147,8 @@ class CollectorServer:
         self._reuse_port = reuse_port
         self._gc_tuned = False
         self.stats = Stats()
-        self._writer = GroupCommitWriter(self._store)
+        self.metrics = CollectorMetrics()
+        self._writer = GroupCommitWriter(self._store, on_commit=self.metrics.committed)
         self.debugger = Debugger(self._store, debug_ring or RefusalRing(), self._admin)
         self._lock = threading.Lock()
         self._phase = "new"
@@ -159,7 +161,7 @@ class CollectorServer:
         self._server_limits = server_limits
         self._fd_limit = 0
         self._guard: Guard | None = None
-        self._summary_task: asyncio.Task[None] | None = None
+        self._background: list[asyncio.Task[None]] = []  # summaries, metrics sampling
         self._thread = threading.Thread(target=self._main, name="analytics-collector", daemon=True)
 
     # -- properties -------------------------------------------------------------------------
@@ -272,6 +274,7 @@ class CollectorServer:
             guard=guard,
             local=local,
             debugger=self.debugger,
+            metrics=self.metrics,
         )
         runner = web.AppRunner(
             make_app(state),
@@ -302,7 +305,11 @@ class CollectorServer:
         self._port = int(self._sock.getsockname()[1])
         if local is not None:
             local.port = self._port
-        self._summary_task = asyncio.get_running_loop().create_task(self._summaries())
+        loop = asyncio.get_running_loop()
+        self._background = [
+            loop.create_task(self._summaries()),
+            loop.create_task(self.metrics.keep_sampled(self._writer, lambda: guard.connections)),
+        ]
 
     async def _summaries(self) -> None:
         last = self.stats.snapshot()
@@ -314,10 +321,10 @@ class CollectorServer:
                 last = now
 
     async def _shutdown(self) -> None:
-        if self._summary_task is not None:
-            self._summary_task.cancel()
+        for task in self._background:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._summary_task
+                await task
         runner = self._runner
         if runner is None:
             return

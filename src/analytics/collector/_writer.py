@@ -8,6 +8,9 @@ handler answers 200 only after its callback reported success, so an acknowledged
 committed.
 
 :meth:`stop` lets the thread finish every job submitted before it, then joins it.
+
+For the metrics: :attr:`GroupCommitWriter.queued_rows` is the rows submitted and not yet
+committed, and ``on_commit`` is called after each commit with its duration and outcome.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -26,6 +30,8 @@ log = logging.getLogger("analytics.collector")
 
 #: Called on the writer thread with the new-row count or the error.
 Done = Callable[[int | StoreError], None]
+#: Called on the writer thread after each commit: its seconds, and True when it succeeded.
+OnCommit = Callable[[float, bool], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,8 +43,12 @@ class _Job:
 class GroupCommitWriter:
     """One thread that owns the store's write side. Thread-safe ``submit``."""
 
-    def __init__(self, store: Store, *, max_rows: int = 50_000) -> None:
+    def __init__(
+        self, store: Store, *, max_rows: int = 50_000, on_commit: OnCommit | None = None
+    ) -> None:
         self._store = store
+        self._on_commit = on_commit
+        self._queued_rows = 0
         self._max_rows = max_rows
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
@@ -53,6 +63,11 @@ class GroupCommitWriter:
         """The store this writer writes to (its read methods are safe from any thread)."""
         return self._store
 
+    @property
+    def queued_rows(self) -> int:
+        """Rows submitted and not yet committed (nor failed)."""
+        return self._queued_rows
+
     def start(self) -> None:
         """Start the thread."""
         self._thread.start()
@@ -66,6 +81,7 @@ class GroupCommitWriter:
         with self._lock:
             if self._closed:
                 raise RuntimeError("the collector writer is stopped")
+            self._queued_rows += len(rows)
             self._queue.put(_Job(rows, done))
 
     def stop(self, timeout: float) -> bool:
@@ -103,6 +119,7 @@ class GroupCommitWriter:
 
     def _commit(self, jobs: list[_Job]) -> None:
         results: Sequence[int | StoreError]
+        started = time.perf_counter()
         try:
             results = self._store.write([job.rows for job in jobs])
             if len(results) != len(jobs):
@@ -114,8 +131,21 @@ class GroupCommitWriter:
         except Exception as exc:  # a store bug must not kill the thread or hang handlers
             log.exception("collector store write crashed")
             results = [StoreError(f"{type(exc).__name__}: {exc}")] * len(jobs)
+        self._committed(jobs, time.perf_counter() - started, results)
         for job, result in zip(jobs, results, strict=True):
             try:
                 job.done(result)
             except Exception:
                 log.exception("collector writer callback failed")
+
+    def _committed(
+        self, jobs: list[_Job], seconds: float, results: Sequence[int | StoreError]
+    ) -> None:
+        with self._lock:
+            self._queued_rows -= sum(len(job.rows) for job in jobs)
+        if self._on_commit is not None:
+            ok = not any(isinstance(result, StoreError) for result in results)
+            try:
+                self._on_commit(seconds, ok)
+            except Exception:
+                log.exception("collector commit hook failed")
