@@ -44,7 +44,7 @@ def ensure_venv(argv: list[str]) -> None:
         print("installing the peers, the tools and this project into bench/.venv ...", flush=True)
         pip = [str(VENV_PY), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
         subprocess.run([*pip, "-r", "bench/requirements.txt"], cwd=ROOT, check=True, timeout=900)
-        subprocess.run([*pip, "-e", ".[collector,cli]"], cwd=ROOT, check=True, timeout=900)
+        subprocess.run([*pip, "-e", ".[collector,cli,postgres]"], cwd=ROOT, check=True, timeout=900)
         STAMP.write_text(_stamp())
     os.execv(str(VENV_PY), [str(VENV_PY), *argv])
 

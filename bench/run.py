@@ -79,6 +79,8 @@ def features() -> dict[str, bool]:
         == "True",
         "collector": probe("from analytics.collector import CollectorServer; print(1)") == "1",
         "cli_import": "import" in probe("from analytics.cli import main; main(['--help'])"),
+        # The PostgreSQL store: psycopg installed and a server to initdb (collector_pg.py).
+        "postgres": probe("import psycopg, shutil; print(shutil.which('pg_ctl') or '')") != "",
     }
 
 
@@ -286,8 +288,9 @@ def extras(results: dict[str, Any], cfg: dict[str, Any], feats: dict[str, bool])
                 str(col["rounds"]),
                 "--workers",
                 ",".join(map(str, col["workers"])),
+                *(["--postgres"] if feats.get("postgres") else []),
             ],
-            timeout=150 * (1 + len(col["workers"])),
+            timeout=150 * (1 + len(col["workers"]) + (2 if feats.get("postgres") else 0)),
         )
         print(f"collector: {results['collector']}", flush=True)
         results["profile_collector"] = sub_bench(

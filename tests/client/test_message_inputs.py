@@ -177,7 +177,12 @@ def test_a_raising_tzinfo_in_properties_does_not_crash_the_process() -> None:
 
         client = analytics.Client("key", send=False, flush_at_exit=False)
         at = dt.datetime(2024, 5, 1, tzinfo=RaisingTz())
-        for kwargs in ({"properties": {"at": at}}, {"context": {"deep": [{"at": at}]}}):
+        bare = dt.datetime(2024, 5, 1, tzinfo=dt.tzinfo())  # the abstract base: also crashed
+        for kwargs in (
+            {"properties": {"at": at}},
+            {"context": {"deep": [{"at": at}]}},
+            {"properties": {"at": bare}},
+        ):
             try:
                 client.track("u1", "Played", **kwargs)
             except analytics.UnserializableError as exc:
@@ -189,7 +194,7 @@ def test_a_raising_tzinfo_in_properties_does_not_crash_the_process() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
     )
     assert done.returncode == 0, (done.returncode, done.stderr)
-    assert done.stdout.count("refused:") == 2, done.stdout
+    assert done.stdout.count("refused:") == 3, done.stdout
     assert "tz database unavailable" in done.stdout
     assert done.stdout.rstrip().endswith("alive")
 

@@ -257,3 +257,14 @@ def test_error_messages_escape_control_characters(tmp_path: Path) -> None:
     assert "\x1b" not in result.stderr
     assert "\x07" not in result.stderr
     assert "\\x1b]0;pwned\\x07\\x1b[2J.db" in result.stderr
+
+
+def test_import_reports_escape_control_characters(tmp_path: Path) -> None:
+    source = tmp_path / "\x1b[2Jevents\r.jsonl"
+    source.write_bytes(b'{"type": "track", "userId": "u1", "event": "E"}\n{"bad\x1b]0;x\x07\n')
+    result = cli("import", "--dry-run", "--write-key", "k", str(source))
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    for char in ("\x1b", "\x07", "\r"):
+        assert char not in output
+    assert "\\x1b[2Jevents\\r.jsonl:2:" in output

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import sqlite3
 import sys
 import threading
 import time
@@ -16,9 +17,11 @@ import pytest
 from collector_http import Reply, batch, post, request, track
 from prometheus_client.parser import text_string_to_metric_families
 from test_collector_cli import start_serve
+from test_collector_hostile_http import idle_connections
 from test_collector_workers import serving_pids, stop
 
 from analytics.collector import CollectorServer, SQLiteStore
+from analytics.collector._guard import ServerLimits
 
 P = "analytics_collector_"
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -181,3 +184,47 @@ def test_metrics_follow_the_admin_rule(collector_factory: Callable[..., Collecto
     assert value(samples, "processes") == 1
     # The refused scrapes are counted too (route /metrics, status 401).
     assert value(samples, "http_requests_total", route="/metrics", status="401") == 2
+
+
+def test_a_failed_commit_is_counted_and_the_next_one_recovers(
+    tmp_path: Path, collector_factory: Callable[..., CollectorServer]
+) -> None:
+    path = tmp_path / "locked.db"
+    store = SQLiteStore(path, busy_timeout=0.2)
+    server = collector_factory(db=store)
+    holder = sqlite3.connect(path, isolation_level=None)
+    try:
+        holder.execute("BEGIN EXCLUSIVE")  # another process holds the write lock
+        assert post(server.url, "/v1/batch", batch([track(1)])).status == 503
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert post(server.url, "/v1/batch", batch([track(2)])).status == 200
+    samples = scrape(server.url)
+    server.stop()
+    assert value(samples, "commit_failures_total") == 1
+    assert value(samples, "commit_duration_seconds_count") == 2
+    assert value(samples, "http_requests_total", route="/v1/batch", status="503") == 1
+    assert value(samples, "http_requests_total", route="/v1/batch", status="200") == 1
+    assert value(samples, "messages_stored_total") == 1 == store.count()
+    store.close()
+
+
+def test_connections_refused_at_the_cap_are_counted(
+    collector_factory: Callable[..., CollectorServer],
+) -> None:
+    server = collector_factory(server_limits=ServerLimits(max_connections=2))
+    with idle_connections(server.url, 2):
+        assert post(server.url, "/v1/batch", batch([track(1)])).status == 503
+    refused = 0.0
+    deadline = time.monotonic() + 10  # the count is sampled once a second
+    while time.monotonic() < deadline:
+        reply = request(server.url, "GET", "/metrics")
+        if reply.status == 200:
+            for family in text_string_to_metric_families(reply.body.decode()):
+                for sample in family.samples:
+                    if sample.name == P + "connections_refused_total":
+                        refused = sample.value
+            if refused >= 1:
+                break
+    assert refused >= 1

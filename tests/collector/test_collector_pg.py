@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import random
+import re
+import string
 import threading
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
 
 import orjson
 import pytest
@@ -208,7 +212,59 @@ def test_errors_and_repr_never_show_the_password() -> None:
     assert "postgresql://u@127.0.0.1" in str(caught.value)
 
 
-def test_health_names_the_store_and_its_reachability(store: PostgresStore) -> None:
+def test_health_names_the_store_and_its_reachability(store: PostgresStore, url: str) -> None:
     health = store.health()
     assert health["store"] == "postgresql"
     assert health["reachable"] is True
+    assert store.health()["reachable"] is True  # over the same kept connection
+    backends = (
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'analytics-collector'"
+    )
+    assert sql(url, backends) == [(1,)]
+    sql(
+        url,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+        " WHERE application_name = 'analytics-collector'",
+    )
+    assert store.health()["reachable"] is True  # a lost connection is simply made again
+
+
+def readme_queries() -> list[str]:
+    """The SQL blocks of the README's "Running on several machines" section."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("### Running on several machines", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```sql\n(.*?)```", section, flags=re.S)
+
+
+def test_the_readme_queries_answer_from_the_stored_columns(store: PostgresStore, url: str) -> None:
+    now = datetime.now(timezone.utc)
+    today = f"{now:%Y-%m-%d}T{now:%H:%M:%S}.000Z"
+    yesterday = f"{now - timedelta(days=1):%Y-%m-%d}T12:00:00.000Z"
+    messages = []
+    for i, (received, plan) in enumerate([(yesterday, "Free"), (today, "Pro"), (today, "Free")]):
+        msg = {"type": "track", "event": "Played a Song", "userId": "u1", "messageId": f"m{i}"}
+        msg |= {"properties": {"plan": plan}, "receivedAt": received, "timestamp": received}
+        messages.append(to_message(msg, "k", orjson.dumps(msg)))
+    page = {"type": "page", "name": "Home", "userId": "u1", "messageId": "p"}
+    later = now + timedelta(seconds=1)
+    page |= {"receivedAt": today, "timestamp": f"{later:%Y-%m-%dT%H:%M:%S}.000Z"}
+    messages.append(to_message(page, "k", orjson.dumps(page)))
+    store.write([messages])
+    per_day, timeline, plans = (sql(url, query) for query in readme_queries())
+    assert per_day == [(date.fromisoformat(yesterday[:10]), 1), (date.fromisoformat(today[:10]), 3)]
+    assert [what for (_, _, what) in timeline] == ["Played a Song"] * 3 + ["Home"]
+    assert plans == [("Free", 2), ("Pro", 1)]
+
+
+def test_long_ids_and_keys_never_fail_a_commit(store: PostgresStore) -> None:
+    """No index entry may grow past PostgreSQL's B-tree limit (~2.7 kB): a long userId or
+    write key is stored like any other, and deduplicated."""
+    noise = random.Random(12)
+    user, key = ("".join(noise.choices(string.ascii_letters, k=9000)) for _ in range(2))
+    msg = {"type": "identify", "userId": user, "messageId": "m-long"}
+    msg["receivedAt"] = msg["timestamp"] = "2024-05-01T12:00:00.000Z"
+    message = to_message(msg, key, orjson.dumps(msg))
+    assert store.write([[message, row(1)]]) == [2]
+    assert store.write([[message]]) == [0]
+    (stored,) = store.events(user_id=user)
+    assert stored["messageId"] == "m-long"

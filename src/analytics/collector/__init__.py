@@ -8,7 +8,9 @@ Install with the ``collector`` extra (aiohttp). Start it from Python::
         ...  # send to server.url
         server.store.events(type="track")                 # what was stored, newest last
 
-or from the command line: ``analytics serve`` and ``analytics events``.
+or from the command line: ``analytics serve`` and ``analytics events``. ``db`` may also be a
+``postgresql://`` URL (the ``postgres`` extra): then any number of collectors, on any number of
+hosts, share that database (``._pg``).
 
 What it answers (details in the module docstrings):
 

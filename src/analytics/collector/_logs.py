@@ -5,9 +5,10 @@ plus, on a request's line, ``route``, ``status``, ``duration_ms`` and ``messages
 ``exception`` with the traceback when there is one), for log shippers that parse JSON.
 
 Secrets never reach a line in either format: every configured secret (write keys, the admin
-token, the password of the ``--db`` URL) is replaced with ``***`` in the formatted text, and
-any URL with credentials loses its password (``postgresql://user@host/db``, as
-:func:`._db.redact` shows it). The collector does not log them on purpose; this is the
+token, the password of the ``--db`` URL) is replaced with ``***`` in the formatted text, any
+URL with credentials loses its password (``postgresql://user@host/db``, as
+:func:`._db.redact` shows it), and credentials recognised by their form (``Authorization``
+values, ``writeKey=...``: :func:`._logfilter.redact`) are replaced too. The collector does not log them on purpose; this is the
 guarantee that a later message, an exception text or a repr cannot leak one.
 
 Worker processes (``--workers``) call :func:`configure` with the :func:`current` settings of
@@ -24,6 +25,7 @@ from datetime import datetime, timezone
 import orjson
 
 from analytics.collector._db import is_url, redact, scrub
+from analytics.collector._logfilter import redact as redact_credentials
 
 __all__ = [
     "FORMATS",
@@ -85,7 +87,9 @@ class _Redacting(logging.Formatter):
             text = scrub(text, self._db)
         for secret in self._secrets:
             text = text.replace(secret, "***")
-        return _URL_WITH_SECRET.sub(lambda match: redact(match.group()), text)
+        text = _URL_WITH_SECRET.sub(lambda match: redact(match.group()), text)
+        # Keys nobody configured (an open collector takes any): by their form.
+        return redact_credentials(text)
 
     def format(self, record: logging.LogRecord) -> str:
         return self.redact(super().format(record))

@@ -9,7 +9,8 @@ What is measured (every name starts with ``analytics_collector_``):
 - ``messages_received_total``, ``messages_stored_total``, ``messages_duplicate_total`` and
   ``messages_refused_total{reason}`` (the refusal code of the response body);
 - ``commit_duration_seconds`` (one observation per group commit) and
-  ``commit_failures_total``;
+  ``commit_failures_total``; ``connections_refused_total`` (the connection cap of
+  :mod:`._guard` was reached);
 - gauges, summed over the live processes: ``writer_queue_rows`` (rows handed to the writer and
   not yet committed), ``open_connections``, ``processes``; and ``store_up``, the minimum over
   the live processes of the store's own check (the one ``/health`` shows): 1 reachable, 0 not.
@@ -42,6 +43,7 @@ from typing import TYPE_CHECKING, Literal
 
 from aiohttp import web
 
+from analytics.collector._guard import Guard
 from analytics.collector._store import Store
 from analytics.collector._writer import GroupCommitWriter
 
@@ -166,6 +168,11 @@ class CollectorMetrics:
         self.commit_failures = prom.Counter(
             _PREFIX + "commit_failures", "Group commits the store refused.", registry=reg
         )
+        self.connections_refused = prom.Counter(
+            _PREFIX + "connections_refused",
+            "Connections answered 503 at once: the connection cap was reached.",
+            registry=reg,
+        )
         self.queue_rows = self._gauge("writer_queue_rows", "Rows waiting for their commit.")
         self.connections = self._gauge("open_connections", "Open client connections.")
         self.processes = self._gauge("processes", "Collector processes serving.")
@@ -196,14 +203,17 @@ class CollectorMetrics:
         if not ok:
             self.commit_failures.inc()
 
-    async def keep_sampled(self, writer: GroupCommitWriter, connections: Callable[[], int]) -> None:
-        """Refresh the gauges that are read rather than counted, every :data:`SAMPLE_INTERVAL`
-        seconds until cancelled. The store's check may block (PostgreSQL): off the loop."""
+    async def keep_sampled(self, writer: GroupCommitWriter, guard: Guard) -> None:
+        """Refresh what is read rather than counted, every :data:`SAMPLE_INTERVAL` seconds
+        until cancelled. The store's check may block (PostgreSQL): off the loop."""
         loop = asyncio.get_running_loop()
+        refused = 0
         while True:
             reachable = await loop.run_in_executor(None, _reachable, writer.store)
             self.queue_rows.set(writer.queued_rows)
-            self.connections.set(connections())
+            self.connections.set(guard.connections)
+            self.connections_refused.inc(guard.refused - refused)
+            refused = guard.refused
             self.store_up.set(1 if reachable else 0)
             await asyncio.sleep(SAMPLE_INTERVAL)
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
@@ -54,8 +54,9 @@ __all__ = ["PostgresStore", "SchemaTooNew"]
 log = logging.getLogger("analytics.collector")
 
 
+#: ``%b``: the arrays go in binary, which psycopg dumps 5x faster than text (no quoting).
 _INSERT_KEYS = """INSERT INTO event_keys (write_key, message_id, received_at)
-SELECT * FROM unnest(%s::text[], %s::text[], %s::timestamptz[])
+SELECT * FROM unnest(%b::text[], %b::text[], %b::text[]::timestamptz[])
 ON CONFLICT DO NOTHING
 RETURNING write_key, message_id"""
 _COPY = (
@@ -148,11 +149,13 @@ class PostgresStore(StoreReads):
         self._clock = clock
         self._readonly = readonly
         self._conn: Conn | None = None
+        self._health_conn: Conn | None = None
+        self._health_lock = threading.Lock()
         self._days: set[str] = set()
         self._stop = threading.Event()
         self._retention: threading.Thread | None = None
         try:
-            with self._connected() as conn:
+            with self._connect() as conn:
                 version = schema_version(conn) if readonly else migrate(conn)
         except psycopg.Error as exc:
             raise StoreError(self._describe(exc)) from None
@@ -183,10 +186,6 @@ class PostgresStore(StoreReads):
             raise StoreError(self._describe(exc)) from None
         set_json_loads(orjson.loads, conn)
         return conn
-
-    def _connected(self) -> Any:
-        """A new connection as a context manager (closed at exit)."""
-        return self._connect()
 
     def _describe(self, exc: BaseException) -> str:
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
@@ -258,7 +257,7 @@ class PostgresStore(StoreReads):
         if self.retention_days is None:
             return []
         first_kept = self._clock().date() - timedelta(days=self.retention_days - 1)
-        with self._connected() as conn:
+        with self._connect() as conn:
             dropped = drop_days_before(conn, first_kept)
         if dropped:
             log.info("collector retention dropped %s", ", ".join(dropped))
@@ -289,13 +288,54 @@ class PostgresStore(StoreReads):
 
     def _query(self, sql: str, params: Sequence[Any]) -> list[Any]:
         try:
-            with self._connected() as conn:
+            with self._connect() as conn:
                 rows: list[Any] = conn.execute(sql, params).fetchall()
                 return rows
         except psycopg.Error as exc:
             raise StoreError(self._describe(exc)) from None
 
+    def _stream(self, sql: str, params: Sequence[Any]) -> Iterator[Any]:
+        """Rows through a server-side cursor, 2,000 at a time: ``analytics events`` on a large
+        database keeps its memory flat."""
+        try:
+            with (
+                self._connect() as conn,
+                conn.transaction(),
+                conn.cursor(name="analytics_events") as cursor,
+            ):
+                cursor.itersize = 2000
+                cursor.execute(sql, params)
+                yield from cursor
+        except psycopg.Error as exc:
+            raise StoreError(self._describe(exc)) from None
+
+    def health(self) -> dict[str, Any]:
+        """:meth:`StoreReads.health` over one kept connection (``/health`` and the metrics
+        sampler ask every second; a new connection each time would fork a backend each time);
+        a connection that failed is replaced at once, so only a server that refuses a new one
+        is reported unreachable."""
+        with self._health_lock:
+            reachable = self._ping() or self._ping()  # a kept connection may have gone stale
+        return {"store": self._kind, "database": self._where(), "reachable": reachable}
+
+    def _ping(self) -> bool:
+        try:
+            if self._health_conn is None or self._health_conn.broken:
+                self._health_conn = self._connect()
+            self._health_conn.execute("SELECT 1")
+        except (StoreError, psycopg.Error):
+            self._close_health()
+            return False
+        return True
+
+    def _close_health(self) -> None:
+        conn, self._health_conn = self._health_conn, None
+        if conn is not None:
+            conn.close()
+
     def close(self) -> None:
-        """Close the write connection and stop retention (idempotent). Reads keep working."""
+        """Close the connections and stop retention (idempotent). Reads keep working."""
         self._stop.set()
         self._drop_writer()
+        with self._health_lock:
+            self._close_health()

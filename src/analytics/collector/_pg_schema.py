@@ -9,14 +9,22 @@ Schema 1::
            received_at timestamptz,               -- collector clock; the partition key
            body jsonb)                            -- the whole stored message
         PARTITION BY RANGE (received_at)          -- one partition a UTC day: events_YYYYMMDD
-        indexes: (seq), (user_id, timestamp)
-    event_keys(write_key, message_id, received_at) PRIMARY KEY (write_key, message_id)
+        indexes: (seq), hash (user_id)
+    event_keys(write_key, message_id, received_at)
+        UNIQUE (md5(write_key), message_id)       -- the dedupe key
 
 Why a separate key table: a unique index of a partitioned table must contain the partition key,
 so ``events`` cannot be unique on (write key, messageId) across days. ``event_keys`` is that
 unique index, enforced by PostgreSQL for every collector at once; the store inserts a message's
 key and its event in one statement (:mod:`._pg`). Retention drops whole ``events`` partitions
 and deletes the keys of the same days (a narrow table; a BRIN index finds them by time).
+
+No indexed value can be made too long by a client: a B-tree entry over ~2.7 kB fails the
+insert, and one such message would fail the whole group commit (503 for every request in it,
+again at each retry). So ``user_id`` has a hash index (4 bytes an entry; equality lookups, which
+a user's timeline needs) and the dedupe key indexes the write key's MD5 (a write key is not
+length-checked; messageIds are at most 100 characters). MD5 is no weakness here: whoever can
+choose a write key that gets in can already write under any key it likes.
 
 Migrations run under a transaction-level advisory lock, so collectors starting together on
 several hosts migrate once; a database whose version is newer than :data:`SCHEMA_VERSION` is
@@ -66,13 +74,13 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
             body jsonb NOT NULL
         ) PARTITION BY RANGE (received_at)""",
         "CREATE INDEX events_seq_idx ON events (seq)",
-        "CREATE INDEX events_user_idx ON events (user_id, timestamp)",
+        "CREATE INDEX events_user_idx ON events USING hash (user_id)",
         """CREATE TABLE event_keys (
             write_key text COLLATE "C" NOT NULL,
             message_id text COLLATE "C" NOT NULL,
-            received_at timestamptz NOT NULL,
-            PRIMARY KEY (write_key, message_id)
+            received_at timestamptz NOT NULL
         )""",
+        'CREATE UNIQUE INDEX event_keys_key ON event_keys (md5(write_key), message_id COLLATE "C")',
         "CREATE INDEX event_keys_received_idx ON event_keys USING brin (received_at)",
     ),
 }

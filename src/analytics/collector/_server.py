@@ -308,7 +308,7 @@ class CollectorServer:
         loop = asyncio.get_running_loop()
         self._background = [
             loop.create_task(self._summaries()),
-            loop.create_task(self.metrics.keep_sampled(self._writer, lambda: guard.connections)),
+            loop.create_task(self.metrics.keep_sampled(self._writer, guard)),
         ]
 
     async def _summaries(self) -> None:
