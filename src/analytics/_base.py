@@ -22,7 +22,6 @@ from analytics._batch import MAX_BATCH_BYTES, envelope_size
 from analytics._buffer import Buffer, MemoryBuffer
 from analytics._clock import Clock, SystemClock
 from analytics._config import DEFAULT_FLUSH_AT, Config, resolve_aliases
-from analytics._context import _current
 from analytics._core import Core
 from analytics._exceptions import ConfigError, InvalidEventError
 from analytics._log import ClientLog
@@ -168,6 +167,13 @@ class BaseClient(SegmentAttributes):
             clock=clock or SystemClock(),
             reporter=self._reports,
         )
+        self._set_tap(self._tap)
+
+    def _set_tap(self, tap: Callable[[bytes], object] | None) -> None:
+        """Where encoded messages go instead of the sender (send=False, `testing.capture`)."""
+        self._tap = tap
+        #: The sender's put for a client that queues (None: a tap, or sync mode).
+        self._put_bytes = None if tap is not None or self._sync else self._sender.put
 
     def _make_sender(self, buffer: Buffer, **core: Any) -> Core:
         """The subclass's sender over ``buffer`` (it adds the client to `_live`)."""
@@ -217,7 +223,7 @@ class BaseClient(SegmentAttributes):
         fields = {"traits": _mapping(traits, "traits") or {}}
         anon = _anonymous(anonymous_id, session_id)
         return self._put(
-            _build("identify", fields, user_id, anon, context, timestamp, integrations, message_id)
+            build("identify", fields, user_id, anon, context, timestamp, integrations, message_id)
         )
 
     def track(
@@ -239,7 +245,7 @@ class BaseClient(SegmentAttributes):
         fields = {"event": event, "properties": _mapping(properties, "properties") or {}}
         anon = anonymous_id if session_id is None else _anonymous(anonymous_id, session_id)
         return self._put(
-            _build("track", fields, user_id, anon, context, timestamp, integrations, message_id)
+            build("track", fields, user_id, anon, context, timestamp, integrations, message_id)
         )
 
     def page(
@@ -320,9 +326,7 @@ class BaseClient(SegmentAttributes):
                 fields[key] = value
         fields["properties"] = _mapping(properties, "properties") or {}
         return self._put(
-            _build(
-                kind, fields, user_id, anonymous_id, context, timestamp, integrations, message_id
-            )
+            build(kind, fields, user_id, anonymous_id, context, timestamp, integrations, message_id)
         )
 
     def group(
@@ -345,7 +349,7 @@ class BaseClient(SegmentAttributes):
         fields = {"groupId": gid, "traits": _mapping(traits, "traits") or {}}
         anon = _anonymous(anonymous_id, session_id)
         return self._put(
-            _build("group", fields, user_id, anon, context, timestamp, integrations, message_id)
+            build("group", fields, user_id, anon, context, timestamp, integrations, message_id)
         )
 
     def alias(
@@ -365,7 +369,7 @@ class BaseClient(SegmentAttributes):
             raise InvalidEventError("alias() needs user_id")
         fields = {"previousId": pid}
         return self._put(
-            _build("alias", fields, user_id, None, context, timestamp, integrations, message_id)
+            build("alias", fields, user_id, None, context, timestamp, integrations, message_id)
         )
 
     def enqueue(self, message: Mapping[str, Any], *, timeout: float = 0.0) -> Result:
@@ -385,18 +389,21 @@ class BaseClient(SegmentAttributes):
         when not given, ``integrations``); what is sent leaves None fields out.
         """
         data = encode(msg)
-        if "userId" not in msg:
-            msg["userId"] = None
         if "anonymousId" not in msg:
             msg["anonymousId"] = None
+        elif "userId" not in msg:
+            msg["userId"] = None
         if "integrations" not in msg:
             msg["integrations"] = {}
-        if self._tap is None and not self._sync:
-            refused = self._sender.put(data)
-            if refused == "queue_full" and wait > 0 and self._sender.wait_for_room(wait):
-                refused = self._sender.put(data)
+        put = self._put_bytes
+        if put is not None:
+            refused = put(data)
             if refused is None:
                 return True, msg
+            if refused == "queue_full" and wait > 0 and self._sender.wait_for_room(wait):
+                refused = put(data)
+                if refused is None:
+                    return True, msg
             self._drop(refused, msg)
             return False, msg
         if self._tap is not None:
@@ -462,23 +469,6 @@ def _clamp_flush_at(options: dict[str, Any], log: ClientLog) -> None:
     if isinstance(size, int) and isinstance(flush_at, int) and 0 < size < flush_at:
         log.debug("analytics: flush_at lowered from %d to max_queue_size (%d)", flush_at, size)
         options["flush_at"] = size
-
-
-def _build(
-    kind: str,
-    fields: dict[str, Any],
-    user_id: object,
-    anonymous_id: object,
-    context: object,
-    timestamp: object,
-    integrations: object,
-    message_id: object,
-) -> Message:
-    """`build`, with the ids and context of the current ``analytics.context`` block, if any."""
-    frame = _current.get()
-    if frame is not None and isinstance(context, Mapping | None):
-        user_id, anonymous_id, context = frame.fill(user_id, anonymous_id, context)  # type: ignore[arg-type]
-    return build(kind, fields, user_id, anonymous_id, context, timestamp, integrations, message_id)
 
 
 def _discard(data: bytes) -> None:

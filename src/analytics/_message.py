@@ -34,6 +34,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from analytics._context import _current
 from analytics._exceptions import InvalidEventError, MessageTooLargeError, UnserializableError
 from analytics._version import __version__
 from analytics._wire import (
@@ -44,6 +45,8 @@ from analytics._wire import (
     id_text,
     timestamp_text,
 )
+
+_current_frame = _current.get  # the innermost ``analytics.context`` block's frame, or None
 
 __all__ = [
     "MAX_MESSAGE_BYTES",
@@ -203,9 +206,15 @@ def build(
         fields: the type's own fields, already validated, in camelCase (``event``, ``traits`` ...).
         user_id, anonymous_id, context, timestamp, integrations, message_id: the call's arguments.
 
+    The ids and context of the current ``analytics.context`` block complete the call's (its
+    explicit arguments win): see `analytics._context`.
+
     Raises:
         InvalidEventError: an argument is missing or of the wrong type; the message names it.
     """
+    frame = _current_frame()
+    if frame is not None and (context is None or isinstance(context, Mapping)):
+        user_id, anonymous_id, context = frame.fill(user_id, anonymous_id, context)  # type: ignore[arg-type]
     uid = user_id if type(user_id) is str and user_id else _id(user_id, "user_id")
     message_id = (
         _id_prefix + "%x" % next(_id_counter)  # noqa: UP031  (new_message_id, inlined)

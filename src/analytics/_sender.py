@@ -63,6 +63,7 @@ class Sender(Core):
         self._thread: threading.Thread | None = None
         self._transport: Transport | None = None
         self._wake_pending = False  # a notify is on its way: put() need not send another
+        self._buffer_put = self.buffer.put
 
     def _notify(self) -> None:
         with self._cond:
@@ -78,7 +79,7 @@ class Sender(Core):
         """
         if self.closed:
             return "shut_down"
-        n = self.buffer.put(data)
+        n = self._buffer_put(data)
         if n < 0:
             return "queue_full"
         if self._thread is None:

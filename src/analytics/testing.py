@@ -104,11 +104,11 @@ def capture(client: Client | None = None) -> Iterator[Capture]:
     record = Capture()
     loads = orjson.loads
     previous = client._tap
-    client._tap = lambda data: record.messages.append(loads(data))
+    client._set_tap(lambda data: record.messages.append(loads(data)))
     try:
         yield record
     finally:
-        client._tap = previous
+        client._set_tap(previous)
         if made:
             analytics.default_client = None
 

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
+import subprocess
 import sys
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
 import orjson
 import pytest
 from collector_http import batch, post, request, track
-from test_collector_cli import start_serve
+from test_collector_cli import SERVE, read_line_matching, start_serve
 from test_collector_workers import serving_pids, stop
 
 from analytics.collector._logs import JsonFormatter, LogSettings, TextFormatter
@@ -96,3 +99,45 @@ def test_secrets_are_removed_from_messages_exceptions_and_urls() -> None:
     for output in (line, text):
         for secret in ("db-password-42", "other-password", WRITE_KEY):
             assert secret not in output
+
+
+def test_a_json_run_on_postgresql_never_shows_the_password(
+    postgres_url: Callable[[], str],
+) -> None:
+    """The ``--db`` URL carries a password (the test cluster trusts local connections)."""
+    pytest.importorskip("psycopg")
+    secret = "db-password-in-the-url"
+    scheme, rest = postgres_url().split("://", 1)
+    user, host = rest.split("@", 1)
+    db = f"{scheme}://{user}:{secret}@{host}"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-u",
+            "-c",
+            SERVE,
+            "--port",
+            "0",
+            "--workers",
+            "1",
+            "--log-format",
+            "json",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "ANALYTICS_DB": db},
+    )
+    try:
+        line = read_line_matching(proc, r"Listening on http://", timeout=60)
+        url = line.split("Listening on ")[1].split()[0]
+        assert post(url, "/v1/batch", batch([track(1), track(2)])).status == 200
+        metrics = request(url, "GET", "/metrics").body.decode()
+        assert "analytics_collector_store_up 1.0" in metrics
+        assert "analytics_collector_messages_stored_total 2.0" in metrics
+    finally:
+        stderr = stop(proc)
+    records = [orjson.loads(line) for line in stderr.splitlines()]
+    assert any("postgresql://" in record["message"] for record in records)  # named, redacted
+    assert secret not in stderr
+    assert secret not in line

@@ -168,3 +168,63 @@ def test_a_flood_shows_the_newest_rows_capped_and_pause_still_loses_nothing(
     expect(rows.first).to_contain_text("user-7999", timeout=5_000)
     expect(rows).to_have_count(500)
     expect(rows.last).to_contain_text("user-7500")
+
+
+_CONTRAST = """(selectors) => {
+  const rgb = (c) => c.match(/[\\d.]+/g).map(Number);
+  const lum = ([r, g, b]) => {
+    const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  };
+  const background = (el) => {
+    for (; el; el = el.parentElement) {
+      const c = rgb(getComputedStyle(el).backgroundColor);
+      if (c.length < 4 || c[3] > 0) return c.slice(0, 3);
+    }
+    return [255, 255, 255];
+  };
+  return selectors.map((s) => {
+    const el = document.querySelector(s);
+    const a = lum(rgb(getComputedStyle(el).color)), b = lum(background(el));
+    return [s, (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05)];
+  });
+}"""
+
+
+def test_text_contrast_is_at_least_4_5_to_1(
+    collector: CollectorServer, client: analytics.Client, live: Any
+) -> None:
+    client.track("u1", "Order Completed")
+    assert client.flush(timeout=10)
+    post(collector.url, "/v1/batch", batch([{**track(2), "timestamp": "soon"}]))
+    expect(live.locator("#rows tr.refused")).to_have_count(1, timeout=5_000)
+    selectors = [
+        "h1",
+        "#status",
+        ".counts dt",
+        ".types",
+        ".filters label",
+        "#pause",
+        "#rows tr:not(.refused) td:nth-child(2)",
+        "#rows tr:not(.refused) .open",
+        "#rows tr:not(.refused) td.key",
+        "#rows tr.refused td:nth-child(3)",
+        "#rows tr.refused .open",
+    ]
+    ratios = dict(live.evaluate(_CONTRAST, selectors))
+    assert all(ratio >= 4.5 for ratio in ratios.values()), ratios
+
+
+def test_a_narrow_window_hides_the_wide_columns_and_never_scrolls_sideways(
+    collector: CollectorServer, client: analytics.Client, page: Any
+) -> None:
+    page.set_viewport_size({"width": 380, "height": 700})
+    open_live(page, collector.url)
+    client.track("a-rather-long-user-id@example.com", "An event with a long name to cut")
+    assert client.flush(timeout=10)
+    row = page.locator("#rows tr").first
+    expect(row).to_be_visible()
+    expect(row.locator("td.wide").first).to_be_hidden()
+    row.click()
+    expect(page.locator("#d-json")).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -21,6 +22,12 @@ from analytics.collector import CollectorServer
 from analytics.collector._refusal_ring import key_label
 
 TOKEN = "an-admin-token-for-the-tests"
+
+
+@pytest.fixture
+def collector_db(any_collector_db: Callable[[int], Any]) -> Callable[[int], Any]:
+    """The stream reads stored events back by seq: over both stores."""
+    return any_collector_db
 
 
 def test_a_new_stream_starts_with_the_stored_events_then_gets_new_ones(

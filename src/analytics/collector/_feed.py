@@ -9,6 +9,11 @@ and the last refusal position (:func:`parse_event_id`) means the same thing in e
 so a reconnecting page resumes where it stopped, whichever process it reaches. No viewer, no
 reads. Past :data:`MAX_ROWS` new rows a tick, the oldest are skipped and only counted by type
 (a browser could not show them; the collector should not pay for encoding them).
+
+PostgreSQL with several collectors: ``seq`` comes from a sequence, so a transaction may commit
+rows numbered below ones another collector committed and a page already passed; an open page
+then misses them (they are stored; reloading the page shows them). SQLite's writers take turns,
+so its ``seq`` order is its commit order.
 """
 
 from __future__ import annotations
