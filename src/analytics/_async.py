@@ -11,7 +11,9 @@ shell: this module only waits and does I/O, the asyncio way.
   and the task is woken with ``call_soon_threadsafe``. The *first* call must be made inside a
   running loop (``RuntimeError`` otherwise). `flush`/`shutdown` awaited on another loop run on
   the bound one and are awaited from there.
-- A spool's disk I/O runs on a worker thread (``asyncio.to_thread``), never on the loop.
+- A spool's disk I/O runs on a worker thread of the client's own (started with the client, as
+  is the spooler thread: starting a thread from the loop waits for it to run, which on a busy
+  machine held the loop for ~0.1 s), never on the loop.
 - When the loop shuts down (``asyncio.run`` cancels the task), the task drains for at most
   ``exit_timeout`` before it ends (a task cancelled before it ever ran cannot: its messages
   wait). The next call on a new loop binds it and sends what waits; at process exit, a client
@@ -22,7 +24,9 @@ shell: this module only waits and does I/O, the asyncio way.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import functools
 import inspect
 import threading
 import time
@@ -61,6 +65,9 @@ class AsyncSender(Core):
         super().__init__(buffer, **core)
         self._core_options = core
         self._transport_factory = transport_factory
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        if buffer.blocking:
+            self._start_io_thread()
         self._blocking_transport = blocking_transport
         self.exit_timeout = exit_timeout
         self._init_state()
@@ -110,6 +117,16 @@ class AsyncSender(Core):
         """A forked child has no loop yet: it binds at its first call, with an empty buffer."""
         self._init_state()
         self.buffer.after_fork_in_child()
+        if self.buffer.blocking:
+            self._start_io_thread()
+
+    def _start_io_thread(self) -> None:
+        """The one thread that does the spool's disk I/O, and the spooler, started now."""
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, "analytics-spool-io")
+        self._executor.submit(int).result()  # the thread exists before any loop needs it
+        start = getattr(self.buffer, "start", None)
+        if start is not None:
+            start()
 
     def _notify(self) -> None:
         """A settlement or a deadline: wakes flush waits, retry waits and the idle task."""
@@ -254,14 +271,15 @@ class AsyncSender(Core):
         if loop is None:
             fn(batch)
             return
-        future = loop.run_in_executor(None, fn, batch)
+        future = loop.run_in_executor(self._executor, fn, batch)
         self._background.add(future)
         future.add_done_callback(self._background.discard)
 
     async def _io(self, fn: Callable[..., T], *args: Any) -> T:
         """Call ``fn``: on a worker thread when the buffer does disk I/O, else here."""
         if self.buffer.blocking:
-            return await asyncio.to_thread(fn, *args)
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._executor, functools.partial(fn, *args))
         return fn(*args)
 
     async def _close(self) -> None:
@@ -318,7 +336,10 @@ class AsyncSender(Core):
             done = task.done()
             if not done:
                 self.log.warning("analytics: shutdown deadline passed with a request in flight")
-        return await self._io(self.shutdown_result, done)
+        ok = await self._io(self.shutdown_result, done)
+        if self._executor is not None and done:
+            self._executor.shutdown(wait=False)  # its thread ends once idle
+        return ok
 
     def _elsewhere(self) -> bool:
         """True when awaited on a loop other than the bound one, while that one runs."""

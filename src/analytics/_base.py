@@ -11,7 +11,6 @@ argument) raises, as a ValueError or TypeError subclass. Callbacks and the drop 
 from __future__ import annotations
 
 import atexit
-import datetime as dt
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -20,19 +19,14 @@ from typing import TYPE_CHECKING, Any
 
 from analytics._batch import MAX_BATCH_BYTES, envelope_size
 from analytics._buffer import Buffer, MemoryBuffer
+from analytics._calls import Calls, Id, Result, Timestamp
 from analytics._clock import Clock, SystemClock
 from analytics._config import DEFAULT_FLUSH_AT, Config, resolve_aliases
 from analytics._core import Core
-from analytics._exceptions import ConfigError, InvalidEventError
+from analytics._exceptions import ConfigError
 from analytics._log import ClientLog
 from analytics._message import (
-    _id,
-    _mapping,
-    _text,
-    build,
-    encode,
     load_encoder,
-    normalize_message,
     reseed_ids,
 )
 from analytics._reporting import (
@@ -53,11 +47,6 @@ if TYPE_CHECKING:
     AsyncOption = TypedDict("AsyncOption", {"async": bool}, total=False)
 
 __all__ = ["AsyncOption", "BaseClient", "Id", "Result", "Stats", "Timestamp"]
-
-Result = tuple[bool, Message]
-Id = str | int | None
-#: A datetime (naive = UTC), a date, or an ISO-8601 string; None for "now".
-Timestamp = dt.datetime | dt.date | str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +69,7 @@ _live: set[BaseClient] = set()
 _logger = logging.getLogger("analytics")
 
 
-class BaseClient(SegmentAttributes):
+class BaseClient(Calls, SegmentAttributes):
     """The options, calls, counters and callbacks of a client (see `Client`, `AsyncClient`)."""
 
     _sender: Any  # the subclass's sender: a Core with put(), pending(), wait_for_room()
@@ -205,216 +194,6 @@ class BaseClient(SegmentAttributes):
         """Show the host, never the write key."""
         return f"<analytics.{type(self).__name__} host={self.config.host!r}>"
 
-    # --- the calls ------------------------------------------------------------------------------
-
-    def identify(
-        self,
-        user_id: Id = None,
-        traits: Mapping[str, Any] | None = None,
-        context: Mapping[str, Any] | None = None,
-        timestamp: Timestamp = None,
-        anonymous_id: Id = None,
-        integrations: Mapping[str, Any] | None = None,
-        message_id: str | None = None,
-        *,
-        session_id: Id = None,
-    ) -> Result:
-        """Record who the user is and their traits. Returns ``(queued, message)``."""
-        fields = {"traits": _mapping(traits, "traits") or {}}
-        anon = _anonymous(anonymous_id, session_id)
-        return self._put(
-            build("identify", fields, user_id, anon, context, timestamp, integrations, message_id)
-        )
-
-    def track(
-        self,
-        user_id: Id = None,
-        event: str | None = None,
-        properties: Mapping[str, Any] | None = None,
-        context: Mapping[str, Any] | None = None,
-        timestamp: Timestamp = None,
-        anonymous_id: Id = None,
-        integrations: Mapping[str, Any] | None = None,
-        message_id: str | None = None,
-        *,
-        session_id: Id = None,
-    ) -> Result:
-        """Record an action the user performed. Returns ``(queued, message)``."""
-        if type(event) is not str or not event:
-            raise InvalidEventError("track() needs event, a non-empty string")
-        fields = {"event": event, "properties": _mapping(properties, "properties") or {}}
-        anon = anonymous_id if session_id is None else _anonymous(anonymous_id, session_id)
-        return self._put(
-            build("track", fields, user_id, anon, context, timestamp, integrations, message_id)
-        )
-
-    def page(
-        self,
-        user_id: Id = None,
-        category: str | None = None,
-        name: str | None = None,
-        properties: Mapping[str, Any] | None = None,
-        context: Mapping[str, Any] | None = None,
-        timestamp: Timestamp = None,
-        anonymous_id: Id = None,
-        integrations: Mapping[str, Any] | None = None,
-        message_id: str | None = None,
-        *,
-        session_id: Id = None,
-    ) -> Result:
-        """Record a page view. Returns ``(queued, message)``."""
-        return self._view(
-            "page",
-            user_id,
-            category,
-            name,
-            properties,
-            context,
-            timestamp,
-            _anonymous(anonymous_id, session_id),
-            integrations,
-            message_id,
-        )
-
-    def screen(
-        self,
-        user_id: Id = None,
-        category: str | None = None,
-        name: str | None = None,
-        properties: Mapping[str, Any] | None = None,
-        context: Mapping[str, Any] | None = None,
-        timestamp: Timestamp = None,
-        anonymous_id: Id = None,
-        integrations: Mapping[str, Any] | None = None,
-        message_id: str | None = None,
-        *,
-        session_id: Id = None,
-    ) -> Result:
-        """Record a screen view in an app. Returns ``(queued, message)``."""
-        return self._view(
-            "screen",
-            user_id,
-            category,
-            name,
-            properties,
-            context,
-            timestamp,
-            _anonymous(anonymous_id, session_id),
-            integrations,
-            message_id,
-        )
-
-    def _view(
-        self,
-        kind: str,
-        user_id: Id,
-        category: object,
-        name: object,
-        properties: object,
-        context: object,
-        timestamp: object,
-        anonymous_id: object,
-        integrations: object,
-        message_id: object,
-    ) -> Result:
-        fields: dict[str, Any] = {}
-        for key, value in (
-            ("name", _text(name, "name")),
-            ("category", _text(category, "category")),
-        ):
-            if value is not None:
-                fields[key] = value
-        fields["properties"] = _mapping(properties, "properties") or {}
-        return self._put(
-            build(kind, fields, user_id, anonymous_id, context, timestamp, integrations, message_id)
-        )
-
-    def group(
-        self,
-        user_id: Id = None,
-        group_id: Id = None,
-        traits: Mapping[str, Any] | None = None,
-        context: Mapping[str, Any] | None = None,
-        timestamp: Timestamp = None,
-        anonymous_id: Id = None,
-        integrations: Mapping[str, Any] | None = None,
-        message_id: str | None = None,
-        *,
-        session_id: Id = None,
-    ) -> Result:
-        """Associate the user with a group (an account, a company). Returns ``(queued, message)``."""
-        gid = _id(group_id, "group_id")
-        if not gid:
-            raise InvalidEventError("group() needs group_id")
-        fields = {"groupId": gid, "traits": _mapping(traits, "traits") or {}}
-        anon = _anonymous(anonymous_id, session_id)
-        return self._put(
-            build("group", fields, user_id, anon, context, timestamp, integrations, message_id)
-        )
-
-    def alias(
-        self,
-        previous_id: Id = None,
-        user_id: Id = None,
-        context: Mapping[str, Any] | None = None,
-        timestamp: Timestamp = None,
-        integrations: Mapping[str, Any] | None = None,
-        message_id: str | None = None,
-    ) -> Result:
-        """Say that ``previous_id`` and ``user_id`` are the same user. Returns ``(queued, message)``."""
-        pid = _id(previous_id, "previous_id")
-        if not pid:
-            raise InvalidEventError("alias() needs previous_id")
-        if user_id is None:
-            raise InvalidEventError("alias() needs user_id")
-        fields = {"previousId": pid}
-        return self._put(
-            build("alias", fields, user_id, None, context, timestamp, integrations, message_id)
-        )
-
-    def enqueue(self, message: Mapping[str, Any], *, timeout: float = 0.0) -> Result:
-        """Queue a message given in SPEC form (camelCase keys), e.g. one read from a file.
-
-        It is validated like the calls (raising `InvalidEventError` naming the field), and
-        ``messageId``, ``timestamp`` and ``context.library`` are filled in when missing. When the
-        queue is full it waits up to ``timeout`` seconds for room (for bulk imports) before
-        dropping; with the default 0 it never waits.
-        """
-        return self._put(normalize_message(message), wait=timeout)
-
-    def _put(self, msg: Message, wait: float = 0.0) -> Result:
-        """Encode and queue ``msg``; when the queue is full, wait up to ``wait`` s for room.
-
-        The returned message has the keys Segment 2.x's has (``userId``/``anonymousId`` as None
-        when not given, ``integrations``); what is sent leaves None fields out.
-        """
-        data = encode(msg)
-        if "anonymousId" not in msg:
-            msg["anonymousId"] = None
-        elif "userId" not in msg:
-            msg["userId"] = None
-        if "integrations" not in msg:
-            msg["integrations"] = {}
-        put = self._put_bytes
-        if put is not None:
-            refused = put(data)
-            if refused is None:
-                return True, msg
-            if refused == "queue_full" and wait > 0 and self._sender.wait_for_room(wait):
-                refused = put(data)
-                if refused is None:
-                    return True, msg
-            self._drop(refused, msg)
-            return False, msg
-        if self._tap is not None:
-            self._tap(data)
-            return True, msg
-        if self._sender.closed:
-            self._drop("shut_down", msg)
-            return False, msg
-        # Sync mode: on this thread, with the same limits and retries; this call's own result.
-        return self._sender.deliver_now(data), msg
-
     # --- reporting ------------------------------------------------------------------------------
 
     def on_success(self, fn: SuccessCallback) -> SuccessCallback:
@@ -473,15 +252,6 @@ def _clamp_flush_at(options: dict[str, Any], log: ClientLog) -> None:
 
 def _discard(data: bytes) -> None:
     """The tap of a ``send=False`` client: messages are validated and encoded, then dropped."""
-
-
-def _anonymous(anonymous_id: Id, session_id: Id) -> Id:
-    """The seed's ``session_id`` is today's ``anonymous_id``; both may be given if equal."""
-    if session_id is None:
-        return anonymous_id
-    if anonymous_id is not None and anonymous_id != session_id:
-        raise InvalidEventError("give anonymous_id or session_id (the same thing), not both")
-    return session_id
 
 
 def _after_fork_in_child() -> None:

@@ -341,6 +341,10 @@ class SpoolBuffer:
 
     # --- the spooler thread ---------------------------------------------------------------------
 
+    def start(self) -> None:
+        """Start the spooler thread now (an asyncio client does, before its loop needs it)."""
+        self._start_spooler()
+
     def _start_spooler(self) -> None:
         with self._lock:
             if self._spooler is not None or self._stopping.is_set():

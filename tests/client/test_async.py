@@ -270,5 +270,5 @@ def test_no_blocking_call_on_the_loop(
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert result["slow"] == []
+    assert result["slow"] == [], "\n".join(result["slow"])
     assert server.request_started.is_set()  # it did try to deliver

@@ -309,11 +309,14 @@ class Guard:
         self.refusing = 0
         self.refused = 0
         self._open: dict[asyncio.BaseTransport, _Connection] = {}
+        # Counted when the protocol is made: asyncio makes a whole accept batch's protocols
+        # before any of their connection_made() runs.
+        self._admitted = 0
 
     @property
     def connections(self) -> int:
         """Connections being served (refusals not included)."""
-        return len(self._open)
+        return self._admitted
 
     def protocol_factory(
         self, server: web.Server, handler_args: dict[str, Any]
@@ -322,11 +325,12 @@ class Guard:
         loop = asyncio.get_running_loop()
 
         def make() -> asyncio.Protocol:
-            if len(self._open) >= self.max_connections:
+            if self._admitted >= self.max_connections:
                 self.refused += 1
                 if self.refusing >= REFUSING_MAX:
                     return _Dropped()
                 return _Refusal(self)
+            self._admitted += 1
             return _Connection(self, _Handler(server, loop=loop, **handler_args))
 
         return make
@@ -336,6 +340,7 @@ class Guard:
 
     def closed(self, transport: asyncio.BaseTransport) -> None:
         self._open.pop(transport, None)
+        self._admitted -= 1
 
     @contextlib.contextmanager
     def busy(self, transport: asyncio.BaseTransport | None) -> Iterator[None]:
