@@ -24,6 +24,13 @@ Id = str | int | None
 Timestamp = dt.datetime | dt.date | str | None
 
 
+def _dict(value: object, argument: str) -> dict[str, Any]:
+    """A mapping argument as a dict ({} for None); a plain dict is taken as it is."""
+    if type(value) is dict:
+        return value
+    return _mapping(value, argument) or {}
+
+
 class Calls:
     """The public calls; the client provides `_put_bytes`, `_tap`, `_sender` and `_drop`."""
 
@@ -49,7 +56,7 @@ class Calls:
         session_id: Id = None,
     ) -> Result:
         """Record who the user is and their traits. Returns ``(queued, message)``."""
-        fields = {"traits": _mapping(traits, "traits") or {}}
+        fields = {"traits": _dict(traits, "traits")}
         anon = _anonymous(anonymous_id, session_id)
         return self._put(
             build("identify", fields, user_id, anon, context, timestamp, integrations, message_id)
@@ -71,7 +78,8 @@ class Calls:
         """Record an action the user performed. Returns ``(queued, message)``."""
         if type(event) is not str or not event:
             raise InvalidEventError("track() needs event, a non-empty string")
-        fields = {"event": event, "properties": _mapping(properties, "properties") or {}}
+        props = properties if type(properties) is dict else _dict(properties, "properties")
+        fields = {"event": event, "properties": props}
         anon = anonymous_id if session_id is None else _anonymous(anonymous_id, session_id)
         return self._put(
             build("track", fields, user_id, anon, context, timestamp, integrations, message_id)
@@ -153,7 +161,7 @@ class Calls:
         ):
             if value is not None:
                 fields[key] = value
-        fields["properties"] = _mapping(properties, "properties") or {}
+        fields["properties"] = _dict(properties, "properties")
         return self._put(
             build(kind, fields, user_id, anonymous_id, context, timestamp, integrations, message_id)
         )
@@ -175,7 +183,7 @@ class Calls:
         gid = _id(group_id, "group_id")
         if not gid:
             raise InvalidEventError("group() needs group_id")
-        fields = {"groupId": gid, "traits": _mapping(traits, "traits") or {}}
+        fields = {"groupId": gid, "traits": _dict(traits, "traits")}
         anon = _anonymous(anonymous_id, session_id)
         return self._put(
             build("group", fields, user_id, anon, context, timestamp, integrations, message_id)

@@ -72,6 +72,10 @@ class Config:
         """Check every value and combination; raise `ConfigError` naming the option."""
         if not isinstance(self.write_key, str) or (self.send and not self.write_key):
             raise ConfigError("write_key must be a non-empty string")
+        if ":" in self.write_key:
+            # Basic auth sends "key:": a collector reads the user name up to the first ":",
+            # so such a key could never be authenticated (analytics serve refuses it too).
+            raise ConfigError("write_key must not contain ':' (Basic auth cuts the key there)")
         if not isinstance(self.host, str) or not self.host.startswith(("http://", "https://")):
             raise ConfigError(f"host must be an http:// or https:// URL, not {self.host!r}")
         for name in ("sync_mode", "send", "gzip", "log", "flush_at_exit", "spool_fsync"):

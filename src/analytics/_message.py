@@ -358,10 +358,31 @@ def load_encoder() -> None:
         # itself without checking it, and a tzinfo that raises crashes the process, one that
         # answers 30 hours is written as a wrong offset. APPEND_NEWLINE: see `encode`.
         _OPTION = orjson.OPT_NAIVE_UTC | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_APPEND_NEWLINE
+        _set_fast_default(orjson.Fragment, orjson.dumps, orjson.OPT_NAIVE_UTC)
         _orjson = orjson
 
 
 _DATETIME, _DATE, _TIME, _TIMEZONE = dt.datetime, dt.date, dt.time, dt.timezone
+
+
+_fast_default: Any = None
+
+
+def _set_fast_default(fragment: Any, dumps: Any, naive_utc: int) -> None:
+    """`_default` for `encode`, with its common case (a datetime in UTC or another fixed
+    ``timezone``: one per event in the benchmark workload) in a closure: cell reads and a
+    positional call instead of global lookups and a keyword (0.05 µs of 0.24 per datetime)."""
+    global _fast_default
+    datetime_type, timezone_type, general = _DATETIME, _TIMEZONE, _default
+
+    def fast_default(obj: Any) -> Any:
+        if type(obj) is datetime_type:
+            tz = obj.tzinfo
+            if tz is None or type(tz) is timezone_type:
+                return fragment(dumps(obj, None, naive_utc))
+        return general(obj)
+
+    _fast_default = fast_default
 
 
 def _default(obj: Any) -> Any:
@@ -423,7 +444,7 @@ def encode(msg: dict[str, Any]) -> bytes:
         MessageTooLargeError: the encoding is over `MAX_MESSAGE_BYTES`.
     """
     try:
-        data: bytes = _dumps(msg, _default, _OPTION)
+        data: bytes = _dumps(msg, _fast_default, _OPTION)
     except _orjson.JSONEncodeError:
         data = _encode_slow(msg)
     # orjson's result keeps the spare capacity of its ~4 KB write buffer: 100,000 queued

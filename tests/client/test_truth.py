@@ -343,6 +343,12 @@ def test_a_clients_log_options_apply_to_its_own_records_only(
     assert len([r for r in caplog.records if "dropped" in r.getMessage()]) == 1
 
 
+def test_a_write_key_with_a_colon_is_refused_at_construction() -> None:
+    """Issue 14, case 7: the client sent Basic "k:colon:", so any collector read the key "k"."""
+    with pytest.raises(analytics.ConfigError, match="':'"):
+        analytics.Client("k:colon")
+
+
 @pytest.mark.parametrize(
     ("option", "value"),
     [
