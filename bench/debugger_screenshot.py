@@ -10,16 +10,19 @@ from __future__ import annotations
 import argparse
 import base64
 import http.client
-import shutil
-import tempfile
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
 import orjson
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 import analytics
 from analytics.collector import CollectorServer
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from debugger_browser import live_page
 
 
 def _post_raw(server: CollectorServer, body: dict[str, Any]) -> None:
@@ -59,25 +62,13 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=1280)
     parser.add_argument("--height", type=int, default=720)
     args = parser.parse_args()
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        raise SystemExit("needs chromium on PATH (apt-get install chromium)")
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        CollectorServer(Path(tmp) / "s.db") as server,
-        sync_playwright() as playwright,
-    ):
-        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": args.width, "height": args.height})
-        page.goto(server.url + "/")
-        expect(page.locator("#status")).to_have_text("Live", timeout=10_000)
+    with live_page(args.width, args.height) as (server, page):
         _feed(server)
-        rows = page.locator("#rows tr")
+        rows = page.locator("#rows [role=row]")
         expect(rows).to_have_count(9, timeout=10_000)
         rows.filter(has_text="Order Completed").last.click()
         expect(page.locator("#detail")).to_be_visible()
         page.screenshot(path=str(args.out))
-        browser.close()
     print(f"wrote {args.out}")
 
 
