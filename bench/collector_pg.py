@@ -84,7 +84,7 @@ def used(before: dict[int, float], pids: list[int]) -> float:
     return sum(_cpu_seconds(pid) - before.get(pid, 0.0) for pid in pids)
 
 
-def floor(url: str, bodies: list[bytes]) -> dict[str, Any]:
+def floor(url: str, bodies: list[bytes], cluster: Cluster) -> dict[str, Any]:
     """orjson.loads of the bodies + one COPY of the stored rows into a fresh schema."""
     import psycopg
 
@@ -100,6 +100,7 @@ def floor(url: str, bodies: list[bytes]) -> dict[str, Any]:
     PostgresStore(floor_url).close()
     with psycopg.connect(floor_url, autocommit=True) as conn:
         ensure_days(conn, days)
+        before = cpu(cluster.backend_pids())
         t0 = time.perf_counter()
         n = sum(len(orjson.loads(body)["batch"]) for body in bodies)
         t1 = time.perf_counter()
@@ -107,7 +108,9 @@ def floor(url: str, bodies: list[bytes]) -> dict[str, Any]:
             for row in rows_list:
                 cp.write_row(row)
         t2 = time.perf_counter()
+        postgres_s = used(before, cluster.backend_pids())
     return {
+        "postgresql_cpu_us_per_event": postgres_s / max(1, len(rows_list)) * 1e6,
         "events": n,
         "rows": len(rows_list),
         "loads_s": t1 - t0,
@@ -142,7 +145,7 @@ def one_round(
         "collector": collector_s / acked * 1e6,
         "postgresql": postgres_s / acked * 1e6,
     }
-    res["floor"] = floor(url, [b for bs in bodies for b in bs])
+    res["floor"] = floor(url, [b for bs in bodies for b in bs], cluster)
     res["vs_floor"] = res["events_per_s"] / res["floor"]["events_per_s"]
     return res
 
@@ -165,7 +168,9 @@ def summary(runs: dict[int, list[dict[str, Any]]]) -> dict[str, Any]:
         out["median_2_over_1"] = statistics.median(
             b["events_per_s"] / a["events_per_s"] for a, b in zip(runs[1], runs[2], strict=True)
         )
-    out["median_floor_events_per_s"] = statistics.median(
-        r["floor"]["events_per_s"] for rounds in runs.values() for r in rounds
+    floors = [r["floor"] for rounds in runs.values() for r in rounds]
+    out["median_floor_events_per_s"] = statistics.median(f["events_per_s"] for f in floors)
+    out["median_floor_cpu_us_per_event_postgresql"] = statistics.median(
+        f["postgresql_cpu_us_per_event"] for f in floors
     )
     return out

@@ -163,21 +163,29 @@ class MemoryBuffer:
         return n + 1
 
     def ready(self) -> int:
-        """Messages waiting (raw or compressed)."""
-        return len(self.queue) + self._blocked
+        """Messages waiting (raw or compressed). Under the lock, like `full` and `pending`: the
+        compactor moves a batch from the queue to a block under it, so a reader sees every
+        message exactly once (only `put`, on the caller's path, reads without it)."""
+        with self._lock:
+            return len(self.queue) + self._blocked
 
     def full(self) -> bool:
         """True when ``max_size`` messages wait."""
-        return len(self.queue) + self._blocked >= self.max_size
+        with self._lock:
+            return len(self.queue) + self._blocked >= self.max_size
 
     def pending(self) -> int:
         """Messages waiting or taken."""
+        with self._lock:
+            return self._pending()
+
+    def _pending(self) -> int:
         return len(self.queue) + self._blocked + self._taken
 
     def mark(self) -> object:
         """Everything put so far: settled ones plus the ones held."""
         with self._lock:
-            return self._settled + self.pending()
+            return self._settled + self._pending()
 
     def outstanding(self, mark: object) -> int:
         """Messages before ``mark`` not yet settled (FIFO: they settle in order)."""

@@ -43,6 +43,7 @@ from analytics.collector._pg_schema import (
     check_version,
     drop_days_before,
     ensure_days,
+    key_column,
     migrate,
     schema_version,
 )
@@ -102,7 +103,7 @@ def _clean(value: Any) -> Any:
 def _first_copies(
     batches: Sequence[Sequence[Message]],
 ) -> dict[tuple[str, str], tuple[int, Message]]:
-    """(write key, messageId) -> (batch number, message) of its first copy, in arrival order.
+    """(key column, messageId) -> (batch number, message) of its first copy, in arrival order.
 
     A key repeated within one call is stored once (its first copy), as across calls.
     """
@@ -110,7 +111,7 @@ def _first_copies(
     for number, messages in enumerate(batches):
         for msg in messages:
             m = _nul_free(msg) if b"\\u0000" in msg.body else msg
-            firsts.setdefault((m.write_key, m.message_id), (number, m))
+            firsts.setdefault((key_column(m.write_key), m.message_id), (number, m))
     return firsts
 
 

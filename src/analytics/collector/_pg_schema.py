@@ -10,8 +10,7 @@ Schema 1::
            body jsonb)                            -- the whole stored message
         PARTITION BY RANGE (received_at)          -- one partition a UTC day: events_YYYYMMDD
         indexes: (seq), hash (user_id)
-    event_keys(write_key, message_id, received_at)
-        UNIQUE (md5(write_key), message_id)       -- the dedupe key
+    event_keys(write_key, message_id, received_at) PRIMARY KEY (write_key, message_id)
 
 Why a separate key table: a unique index of a partitioned table must contain the partition key,
 so ``events`` cannot be unique on (write key, messageId) across days. ``event_keys`` is that
@@ -22,9 +21,10 @@ and deletes the keys of the same days (a narrow table; a BRIN index finds them b
 No indexed value can be made too long by a client: a B-tree entry over ~2.7 kB fails the
 insert, and one such message would fail the whole group commit (503 for every request in it,
 again at each retry). So ``user_id`` has a hash index (4 bytes an entry; equality lookups, which
-a user's timeline needs) and the dedupe key indexes the write key's MD5 (a write key is not
-length-checked; messageIds are at most 100 characters). MD5 is no weakness here: whoever can
-choose a write key that gets in can already write under any key it likes.
+a user's timeline needs), messageIds are at most 100 characters (validation), and a write key
+longer than :data:`MAX_KEY_CHARS` is kept in ``event_keys`` as ``sha256:`` and its digest
+(:func:`key_column`; ``events`` holds it whole). An index on ``md5(write_key)`` instead cost
+PostgreSQL 1.5 µs more CPU a message (measured).
 
 Migrations run under a transaction-level advisory lock, so collectors starting together on
 several hosts migrate once; a database whose version is newer than :data:`SCHEMA_VERSION` is
@@ -33,6 +33,7 @@ refused. Names are unqualified: the objects live in the first schema of the ``se
 
 from __future__ import annotations
 
+import hashlib
 from datetime import date, datetime, time, timedelta, timezone
 
 import psycopg
@@ -46,12 +47,15 @@ __all__ = [
     "SchemaTooNew",
     "drop_days_before",
     "ensure_days",
+    "key_column",
     "migrate",
     "partition_name",
     "schema_version",
 ]
 
 SCHEMA_VERSION = 1
+#: Write keys up to this length are their own dedupe key; longer ones go by their SHA-256.
+MAX_KEY_CHARS = 256
 Conn = psycopg.Connection[TupleRow]
 #: The advisory lock key of schema changes ('anlt' as an integer): migrations and partitions.
 LOCK_KEY = 0x616E6C74
@@ -78,12 +82,20 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         """CREATE TABLE event_keys (
             write_key text COLLATE "C" NOT NULL,
             message_id text COLLATE "C" NOT NULL,
-            received_at timestamptz NOT NULL
+            received_at timestamptz NOT NULL,
+            PRIMARY KEY (write_key, message_id)
         )""",
-        'CREATE UNIQUE INDEX event_keys_key ON event_keys (md5(write_key), message_id COLLATE "C")',
         "CREATE INDEX event_keys_received_idx ON event_keys USING brin (received_at)",
     ),
 }
+
+
+def key_column(write_key: str) -> str:
+    """The ``event_keys.write_key`` of a write key (see the module docstring)."""
+    if len(write_key) <= MAX_KEY_CHARS:
+        return write_key
+    digest = hashlib.sha256(write_key.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"sha256:{digest}"
 
 
 class SchemaTooNew(StoreError):
