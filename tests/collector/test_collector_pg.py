@@ -16,10 +16,11 @@ from test_collector_store import row
 
 from analytics.collector import StoreError
 from analytics.collector._db import is_url, open_store, redact, scrub
-from analytics.collector._validated import to_message
+from analytics.collector._validated import Message, to_message
 
 psycopg = pytest.importorskip("psycopg")
-from analytics.collector._pg import PostgresStore, SchemaTooNew  # noqa: E402
+from analytics.collector._pg import PostgresStore, SchemaTooNew, _Turns  # noqa: E402
+from analytics.collector._pg_schema import dedupe_key  # noqa: E402
 
 
 @pytest.fixture
@@ -154,7 +155,8 @@ def test_retention_drops_whole_partitions_and_their_keys(url: str) -> None:
     try:
         partitions = sql(url, "SELECT tableoid::regclass::text FROM events ORDER BY 1")
         assert partitions == [("events_20240503",), ("events_20240504",)]
-        assert sql(url, "SELECT message_id FROM event_keys ORDER BY 1") == [("m2",), ("m3",)]
+        keys = {key for (key,) in sql(url, "SELECT replace(key::text, '-', '') FROM event_keys")}
+        assert keys == {dedupe_key("k", "m2"), dedupe_key("k", "m3")}
         assert store.apply_retention() == []
         # A retry of a dropped day's message is stored again (into today's partition).
         assert store.write([[row(0, received="2024-05-04T09:00:00.000Z")]]) == [1]
@@ -268,3 +270,102 @@ def test_long_ids_and_keys_never_fail_a_commit(store: PostgresStore) -> None:
     assert store.write([[message]]) == [0]
     (stored,) = store.events(user_id=user)
     assert stored["messageId"] == "m-long"
+
+
+def test_dedupe_keys_are_fixed_size_and_unambiguous() -> None:
+    key = dedupe_key("k", "m1")
+    assert re.fullmatch(r"[0-9a-f]{32}", key)
+    assert key == dedupe_key("k", "m1")
+    assert dedupe_key("ab", "c") != dedupe_key("a", "bc")
+    assert dedupe_key("k", "m1") != dedupe_key("k2", "m1")
+    assert len(dedupe_key("x" * 100_000, "\udcff")) == 32  # any length; lone surrogates too
+
+
+def test_a_failed_write_leaves_no_open_transaction_behind(store: PostgresStore) -> None:
+    """A write that fails half-way (here: a body that is not UTF-8, after the keys went in)
+    is rolled back whole: the next write starts clean and the same messageId is new again."""
+    good = row(1)
+    bad = good._replace(body=b"\xff")
+    with pytest.raises(UnicodeDecodeError):
+        store.write([[bad]])
+    assert store.write([[row(2)]]) == [1]
+    assert store.write([[good]]) == [1]
+    assert sorted(e["messageId"] for e in store.events()) == ["m1", "m2"]
+
+
+def test_two_writer_threads_store_the_same_messages_once(store: PostgresStore) -> None:
+    """The store's writer threads (two connections) write overlapping batches at once: the
+    key table makes each message new exactly once, whichever thread commits it."""
+    assert store.writers == 2
+    shared = [row(i) for i in range(600)]
+    batches = [[shared[:400]], [shared[200:]]]
+    barrier = threading.Barrier(2, timeout=30)
+    counts: list[list[int]] = []
+
+    def write(b: list[list[Message]]) -> None:
+        barrier.wait()
+        counts.append(store.write(b))
+
+    threads = [threading.Thread(target=write, args=(b,)) for b in batches]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sum(c[0] for c in counts) == 600
+    assert store.count() == 600
+
+
+class _HeldTurns(_Turns):
+    """Holds turn 0 between its copy and its commit until ``release``; says when turn 1
+    starts waiting for it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first_copied = threading.Event()
+        self.second_waits = threading.Event()
+        self.release = threading.Event()
+
+    def wait(self, turn: int, timeout: float | None = None) -> bool:
+        if turn == 0:
+            self.first_copied.set()
+            assert self.release.wait(30)
+        else:
+            self.second_waits.set()
+        return super().wait(turn, timeout)
+
+
+def test_writer_threads_commit_in_the_order_they_copied(url: str) -> None:
+    """seq order is commit order within one collector: a transaction that copied second does
+    not commit before the first one (a feed reading ``seq > last`` would skip rows)."""
+    store = PostgresStore(url)
+    assert store.write([[row(0)]]) == [1]  # the day's partition exists
+    turns = _HeldTurns()
+    store._turns = turns  # the seam this test is about; the next write is turn 0
+    try:
+        first = threading.Thread(target=store.write, args=([[row(i) for i in range(1, 50)]],))
+        first.start()
+        assert turns.first_copied.wait(30)
+        second = threading.Thread(target=store.write, args=([[row(i) for i in range(50, 60)]],))
+        second.start()
+        assert turns.second_waits.wait(30)
+        assert sql(url, "SELECT count(*) FROM events") == [(1,)]  # neither committed
+    finally:
+        turns.release.set()
+    first.join(30)
+    second.join(30)
+    store.close()
+    rows = sql(url, "SELECT message_id, seq FROM events ORDER BY seq")
+    assert [m for m, _ in rows] == [f"m{i}" for i in range(60)]
+
+
+def test_turns_end_in_any_order_and_a_failed_turn_frees_the_next() -> None:
+    turns = _Turns()
+    assert [turns.take() for _ in range(3)] == [0, 1, 2]
+    assert turns.wait(0, timeout=0)
+    assert not turns.wait(2, timeout=0)
+    turns.end(1)  # a failed turn ends without waiting for turn 0
+    assert not turns.wait(2, timeout=0)
+    turns.end(0)
+    assert turns.wait(2, timeout=0)
+    turns.end(2)
+    assert turns.wait(turns.take(), timeout=0)
