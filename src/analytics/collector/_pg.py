@@ -27,8 +27,7 @@ connects again, so the collector recovers by itself once PostgreSQL is back. A c
 outcome is unknown (the connection died during COMMIT) is reported as a failure: the client
 retries and the key table makes the retry a duplicate.
 
-PostgreSQL text cannot hold the NUL character: a message containing one is stored with U+FFFD
-in its place (typed columns and ``body``).
+The data of both ``COPY`` commands is built by :mod:`._pg_copy`, before the copy turn.
 """
 
 from __future__ import annotations
@@ -38,17 +37,25 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
+from uuid import UUID
 
 import orjson
 import psycopg
 from psycopg.types.json import set_json_loads
 
 from analytics.collector._db import check_retention, redact, scrub
+from analytics.collector._pg_copy import (
+    COPY_EVENTS,
+    COPY_KEYS,
+    Firsts,
+    event_data,
+    first_copies,
+    key_data,
+)
 from analytics.collector._pg_schema import (
     Conn,
     SchemaTooNew,
     check_version,
-    dedupe_key,
     drop_days_before,
     ensure_days,
     migrate,
@@ -62,17 +69,12 @@ __all__ = ["PostgresStore", "SchemaTooNew"]
 log = logging.getLogger("analytics.collector")
 
 
-_COPY_KEYS = "COPY event_keys (key, received_at) FROM STDIN"
 #: After a unique violation. ``%b``: the arrays go in binary, which psycopg dumps 5x faster
 #: than text (no quoting).
 _INSERT_KEYS = """INSERT INTO event_keys (key, received_at)
-SELECT * FROM unnest(%b::text[]::uuid[], %b::text[]::timestamptz[])
+SELECT * FROM unnest(%b::uuid[], %b::text[]::timestamptz[])
 ON CONFLICT DO NOTHING
-RETURNING replace(key::text, '-', '')"""
-_COPY = (
-    "COPY events (write_key, message_id, type, user_id, anonymous_id, event, timestamp,"
-    " received_at, body) FROM STDIN"
-)
+RETURNING key"""
 #: Seconds between two retention passes of a long-running collector.
 RETENTION_INTERVAL = 3600.0
 
@@ -81,59 +83,18 @@ def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _no_nul(value: str) -> str:
-    return value.replace("\0", "\ufffd")
-
-
-def _nul_free(m: Message) -> Message:
-    """``m`` with every NUL character (which PostgreSQL text refuses) replaced by U+FFFD."""
-    body = orjson.dumps(_clean(orjson.loads(m.body)))
-    return m._replace(
-        write_key=_no_nul(m.write_key),
-        message_id=_no_nul(m.message_id),
-        type=_no_nul(m.type),
-        user_id=_no_nul(m.user_id) if m.user_id is not None else None,
-        anonymous_id=_no_nul(m.anonymous_id) if m.anonymous_id is not None else None,
-        event=_no_nul(m.event) if m.event is not None else None,
-        body=body,
-    )
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, str):
-        return _no_nul(value)
-    if isinstance(value, list):
-        return [_clean(v) for v in value]
-    if isinstance(value, dict):
-        return {_no_nul(k): _clean(v) for k, v in value.items()}
-    return value
-
-
-def _first_copies(batches: Sequence[Sequence[Message]]) -> dict[str, tuple[int, Message]]:
-    """Dedupe key -> (batch number, message) of its first copy, in arrival order.
-
-    A key repeated within one call is stored once (its first copy), as across calls.
-    """
-    firsts: dict[str, tuple[int, Message]] = {}
-    for number, messages in enumerate(batches):
-        for msg in messages:
-            m = _nul_free(msg) if b"\\u0000" in msg.body else msg
-            firsts.setdefault(dedupe_key(m.write_key, m.message_id), (number, m))
-    return firsts
-
-
-def _store_keys(conn: Conn, firsts: dict[str, tuple[int, Message]]) -> set[str] | None:
-    """Insert the keys, in sorted order; the new ones, or None when all of them are new."""
-    keys = sorted(firsts)  # every transaction takes its key locks in one order
+def _store_keys(conn: Conn, keys: list[bytes], firsts: Firsts) -> set[bytes] | None:
+    """Insert the keys (sorted: every transaction takes its key locks in one order, uuid
+    order); the new ones, or None when all of them are new."""
     conn.execute("SAVEPOINT keys")
     try:
-        with conn.cursor().copy(_COPY_KEYS) as copy:
-            for key in keys:
-                copy.write_row((key, firsts[key][1].received_at))
+        with conn.cursor().copy(COPY_KEYS) as copy:
+            copy.write(key_data(keys, firsts))
     except psycopg.errors.UniqueViolation:
         conn.execute("ROLLBACK TO SAVEPOINT keys")
+        uuids = [UUID(bytes=key) for key in keys]
         stamps = [firsts[key][1].received_at for key in keys]
-        return {k for (k,) in conn.execute(_INSERT_KEYS, (keys, stamps)).fetchall()}
+        return {k.bytes for (k,) in conn.execute(_INSERT_KEYS, (uuids, stamps)).fetchall()}
     return None
 
 
@@ -282,9 +243,11 @@ class PostgresStore(StoreReads):
             StoreError: the transaction was rolled back (or its outcome is unknown).
         """
         counts = [0] * len(batches)
-        firsts = _first_copies(batches)
+        firsts = first_copies(batches)
         if not firsts:
             return counts
+        keys = sorted(firsts)
+        events = event_data(m for _, m in firsts.values())  # before the turn: see _pg_copy
         turn: int | None = None
         conn: Conn | None = None
         try:
@@ -293,12 +256,11 @@ class PostgresStore(StoreReads):
                 turn = self._turns.take()
                 self._ensure_partitions(conn, firsts.values())
                 conn.execute("BEGIN")
-                new = _store_keys(conn, firsts)
-                with conn.cursor().copy(_COPY) as copy:
-                    for key, (number, m) in firsts.items():  # arrival order
-                        if new is None or key in new:
-                            copy.write_row((*m[:-1], m.body.decode()))
-                            counts[number] += 1
+                new = _store_keys(conn, keys, firsts)
+                if new is not None:  # some were stored before: copy only the others
+                    events = event_data(m for k, (_, m) in firsts.items() if k in new)
+                with conn.cursor().copy(COPY_EVENTS) as copy:
+                    copy.write(events)
             self._turns.wait(turn)
             conn.execute("COMMIT")
         except psycopg.Error as exc:
@@ -310,6 +272,9 @@ class PostgresStore(StoreReads):
         finally:
             if turn is not None:
                 self._turns.end(turn)
+        for key, (number, _) in firsts.items():
+            if new is None or key in new:
+                counts[number] += 1
         return counts
 
     def _abandon(self, conn: Conn | None) -> None:

@@ -90,13 +90,13 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
 }
 
 
-def dedupe_key(write_key: str, message_id: str) -> str:
-    """The ``event_keys.key`` of a message, as 32 hex digits (see the module docstring).
+def dedupe_key(write_key: str, message_id: str) -> bytes:
+    """The ``event_keys.key`` of a message: 16 bytes (see the module docstring).
 
     The write key's length goes first, so no (write key, id) pair can spell another's bytes.
     """
     data = f"{len(write_key)}:{write_key}{message_id}".encode("utf-8", "surrogatepass")
-    return blake2b(data, digest_size=16).hexdigest()
+    return blake2b(data, digest_size=16).digest()
 
 
 class SchemaTooNew(StoreError):
