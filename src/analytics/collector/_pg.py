@@ -85,8 +85,7 @@ def _utcnow() -> datetime:
 
 def _store_keys(conn: Conn, keys: list[bytes], firsts: Firsts) -> set[bytes] | None:
     """Insert the keys (sorted: every transaction takes its key locks in one order, uuid
-    order); the new ones, or None when all of them are new."""
-    conn.execute("SAVEPOINT keys")
+    order) after the savepoint ``keys``; the new ones, or None when all of them are new."""
     try:
         with conn.cursor().copy(COPY_KEYS) as copy:
             copy.write(key_data(keys, firsts))
@@ -255,7 +254,7 @@ class PostgresStore(StoreReads):
             with self._copying:
                 turn = self._turns.take()
                 self._ensure_partitions(conn, firsts.values())
-                conn.execute("BEGIN")
+                conn.execute("BEGIN; SAVEPOINT keys")  # one round trip (no parameters)
                 new = _store_keys(conn, keys, firsts)
                 if new is not None:  # some were stored before: copy only the others
                     events = event_data(m for k, (_, m) in firsts.items() if k in new)
