@@ -344,6 +344,36 @@ def test_two_writer_threads_store_the_same_messages_once(store: PostgresStore) -
     assert store.count() == 600
 
 
+def test_writers_sending_the_same_keys_in_opposite_orders_never_deadlock(
+    store: PostgresStore,
+) -> None:
+    """Keys are inserted sorted, so two transactions holding part of each other's keys cannot
+    wait on each other (PostgreSQL would abort one with a deadlock error: a 503)."""
+    errors: list[BaseException] = []
+    new = [0, 0]
+    for n in range(15):
+        shared = [row(1000 * n + i) for i in range(300)]
+        barrier = threading.Barrier(2, timeout=30)
+
+        def write(slot: int, batch: list[Message]) -> None:
+            barrier.wait()
+            try:
+                new[slot] += store.write([batch])[0]
+            except BaseException as exc:  # noqa: BLE001 -- reported by the assertion below
+                errors.append(exc)
+
+        threads = [
+            threading.Thread(target=write, args=(0, shared)),
+            threading.Thread(target=write, args=(1, shared[::-1])),
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    assert errors == []
+    assert sum(new) == store.count() == 15 * 300
+
+
 class _HeldTurns(_Turns):
     """Holds turn 0 between its copy and its commit until ``release``; says when turn 1
     starts waiting for it."""

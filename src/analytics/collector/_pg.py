@@ -13,9 +13,11 @@ one ``COPY`` of 16-byte keys (measured with the benchmark's messages: PostgreSQL
 message 13.7 µs, against 15.2 µs for the ``INSERT ... ON CONFLICT`` alone).
 
 Two writer threads (:attr:`PostgresStore.writers`), each with its connection: while one
-transaction waits for its commit (the WAL flush), the next one copies. They take turns to copy
-(one at a time, under a lock) and commit in the same order, so ``seq`` order is still commit
-order within one collector (the debugger's feed reads by ``seq``).
+transaction copies its events or waits for its commit (the WAL flush), the other builds its
+data and copies its keys. They take turns to copy events (one at a time, under a lock: that is
+where ``seq`` is drawn) and commit in the same order, so ``seq`` order is still commit order
+within one collector (the debugger's feed reads by ``seq``). No deadlock: a transaction waits
+for its turn only after all its key locks are taken, and only for turns whose copies are done.
 
 Why not COPY into a staging table and one ``INSERT ... SELECT`` from it: measured with the
 benchmark's 500-event batches, that path cost PostgreSQL 21.5 µs of CPU an event (the rows
@@ -251,13 +253,13 @@ class PostgresStore(StoreReads):
         conn: Conn | None = None
         try:
             conn = self._writer()
-            with self._copying:
+            self._ensure_partitions(conn, firsts.values())
+            conn.execute("BEGIN; SAVEPOINT keys")  # one round trip (no parameters)
+            new = _store_keys(conn, keys, firsts)
+            if new is not None:  # some were stored before: copy only the others
+                events = event_data(m for k, (_, m) in firsts.items() if k in new)
+            with self._copying:  # seq (nextval) is drawn here: commits follow this order
                 turn = self._turns.take()
-                self._ensure_partitions(conn, firsts.values())
-                conn.execute("BEGIN; SAVEPOINT keys")  # one round trip (no parameters)
-                new = _store_keys(conn, keys, firsts)
-                if new is not None:  # some were stored before: copy only the others
-                    events = event_data(m for k, (_, m) in firsts.items() if k in new)
                 with conn.cursor().copy(COPY_EVENTS) as copy:
                     copy.write(events)
             self._turns.wait(turn)
@@ -289,7 +291,10 @@ class PostgresStore(StoreReads):
         self._drop_writer()
 
     def _ensure_partitions(self, conn: Conn, firsts: Iterable[tuple[int, Message]]) -> None:
-        """Create the day partitions these messages need that this process has not seen."""
+        """Create the day partitions these messages need that this process has not seen.
+
+        Both writer threads may create the same day at once: :func:`ensure_days` holds the
+        schema's advisory lock and skips a partition that exists."""
         days = {m.received_at[:10] for _, m in firsts} - self._days
         if days:
             ensure_days(conn, {date.fromisoformat(day) for day in days})
