@@ -355,7 +355,7 @@ def test_writers_sending_the_same_keys_in_opposite_orders_never_deadlock(
         shared = [row(1000 * n + i) for i in range(300)]
         barrier = threading.Barrier(2, timeout=30)
 
-        def write(slot: int, batch: list[Message]) -> None:
+        def write(slot: int, batch: list[Message], barrier: threading.Barrier = barrier) -> None:
             barrier.wait()
             try:
                 new[slot] += store.write([batch])[0]
