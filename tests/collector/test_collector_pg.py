@@ -359,7 +359,7 @@ def test_writers_sending_the_same_keys_in_opposite_orders_never_deadlock(
             barrier.wait()
             try:
                 new[slot] += store.write([batch])[0]
-            except BaseException as exc:  # noqa: BLE001 -- reported by the assertion below
+            except BaseException as exc:  # reported by the assertion below
                 errors.append(exc)
 
         threads = [
