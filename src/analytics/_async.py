@@ -208,15 +208,21 @@ class AsyncSender(Core):
         owed = self.take_round()
         taken = 0
         while self.keep_taking(owed):
-            batch = await self._io(self.buffer.take)
+            batch = await self._io(self._take)
             if batch is None:
                 break
             taken += 1
             owed -= len(batch.items)
-            self._in_flight = batch  # a cancel or a closed loop leaves it here: sent again
             await self._deliver(batch)
             self._in_flight = None
         return taken
+
+    def _take(self) -> Batch | None:
+        """Take a batch and note it in flight in the same step (on the I/O thread with a
+        spool): a cancel or a closed loop, even one that ends before the task reads what the
+        I/O thread took, leaves it in ``_in_flight``, and it is sent again."""
+        batch = self._in_flight = self.buffer.take()
+        return batch
 
     async def _deliver(self, batch: Batch) -> Result | None:
         delivery = self.delivery(batch)
@@ -370,6 +376,8 @@ class AsyncSender(Core):
         if self.closed or not self.buffer.pending():
             return
         self.closed = True  # the drain below is the last: new messages are refused
+        if self._executor is not None:  # a take it still runs (bounded) ends in _in_flight
+            self._executor.shutdown(wait=True)
         sender = Sender(
             self.buffer, transport_factory=self._blocking_transport, **self._core_options
         )
@@ -378,6 +386,10 @@ class AsyncSender(Core):
         if batch is not None:  # the loop closed during its request: send it again
             sender.deliver_taken(batch)
         sender.finish_shutdown(deadline)
+        with self._lock:  # what the exit drain settled is this client's (its stats)
+            self.sent += sender.sent
+            self.failed += sender.failed
+            self.retried += sender.retried
 
 
 class AsyncClient(BaseClient):

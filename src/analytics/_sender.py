@@ -143,7 +143,13 @@ class Sender(Core):
         if thread is not None and thread is not threading.current_thread():
             thread.join(max(0.0, deadline - self.clock.monotonic()) + GRACE)
         if thread is None or not thread.is_alive():
-            self._drain()  # never started, or died: deliver here, bounded by the deadline
+            # Deliver here, bounded by the deadline, what the thread did not: all of it when
+            # the thread never started or died; after a normal stop, what reached the buffer
+            # after its last take (a put() that passed the `closed` check just before
+            # begin_shutdown) and, with a spool locked by another process through shutdown,
+            # what stayed in memory (closing the spool makes take() fall back to memory).
+            # Each case has a test in tests/client/test_lifecycle.py.
+            self._drain()
         done = thread is None or not thread.is_alive()
         if done:
             self._close()

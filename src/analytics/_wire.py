@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
@@ -45,7 +46,7 @@ __all__ = [
     "MAX_RECEIVED_MESSAGE_BYTES",
     "MAX_TIMESTAMP_CHARS",
     "MESSAGE_TYPES",
-    "REQUIRED",
+    "REQUIREMENTS",
     "STORED_ALLOWANCE",
     "InvalidMessage",
     "check_message",
@@ -53,6 +54,7 @@ __all__ = [
     "id_text",
     "is_id",
     "is_naive_timestamp",
+    "missing_fields",
     "parse_timestamp",
     "timestamp_text",
 ]
@@ -60,11 +62,22 @@ __all__ = [
 MESSAGE_TYPES = ("identify", "track", "page", "screen", "group", "alias")
 _TYPES = frozenset(MESSAGE_TYPES)
 ID_FIELDS = frozenset({"userId", "anonymousId", "groupId", "previousId"})
-#: The fields each type needs besides an id (alias needs both of its ids).
-REQUIRED: dict[str, tuple[str, ...]] = {
-    "track": ("event",),
-    "group": ("groupId",),
-    "alias": ("previousId", "userId"),
+_IDENTITY = ("userId", "anonymousId")
+#: What each type needs, in the order it is checked: groups of fields, each group satisfied
+#: by any one of its fields (an id field by an id, another field by a non-empty value).
+REQUIREMENTS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "identify": (_IDENTITY,),
+    "track": (_IDENTITY, ("event",)),
+    "page": (_IDENTITY,),
+    "screen": (_IDENTITY,),
+    "group": (_IDENTITY, ("groupId",)),
+    "alias": (("previousId",), ("userId",)),
+}
+#: The collector's refusal reason when a group is missing (else alias: either of its ids).
+_MISSING_REASONS = {
+    _IDENTITY: "userId or anonymousId is required",
+    ("event",): "track requires a non-empty event",
+    ("groupId",): "group requires groupId",
 }
 # Fields with a fixed JSON type; ids and messageId are checked on their own.
 _TYPED_FIELDS: dict[str, type] = {
@@ -299,17 +312,27 @@ def timestamp_text(value: object, argument: str) -> tuple[str, bool]:
 # --- one message, as JSON -----------------------------------------------------------------------
 
 
+def _satisfied(group: tuple[str, ...], msg: Mapping[str, Any]) -> bool:
+    for name in group:
+        value = msg.get(name)
+        if is_id(value) if name in ID_FIELDS else value:
+            return True
+    return False
+
+
+def missing_fields(kind: str, msg: Mapping[str, Any]) -> list[tuple[str, ...]]:
+    """The groups of `REQUIREMENTS` a message of ``kind`` lacks, in order (none: complete).
+
+    The command line names them with its flags; `check_message` refuses the first one.
+    """
+    return [group for group in REQUIREMENTS[kind] if not _satisfied(group, msg)]
+
+
 def _check_required(msg: dict[str, Any], kind: str) -> None:
-    if kind == "alias":
-        if not (is_id(msg.get("previousId")) and is_id(msg.get("userId"))):
-            raise InvalidMessage("missing_field", "alias requires previousId and userId")
-        return
-    if not (is_id(msg.get("userId")) or is_id(msg.get("anonymousId"))):
-        raise InvalidMessage("missing_field", "userId or anonymousId is required")
-    if kind == "track" and not msg.get("event"):
-        raise InvalidMessage("missing_field", "track requires a non-empty event")
-    if kind == "group" and not is_id(msg.get("groupId")):
-        raise InvalidMessage("missing_field", "group requires groupId")
+    for group in REQUIREMENTS[kind]:
+        if not _satisfied(group, msg):
+            reason = _MISSING_REASONS.get(group, "alias requires previousId and userId")
+            raise InvalidMessage("missing_field", reason)
 
 
 def check_message(

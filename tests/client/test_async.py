@@ -183,6 +183,52 @@ def test_process_exit_drains_a_client_whose_loop_is_gone(server: ScriptedServer)
     assert len({m["properties"]["i"] for m in server.messages()}) == 40
 
 
+#: A process whose AsyncClient outlives its loop (closed without cancelling the task), so the
+#: exit hook delivers; an atexit hook registered before analytics' (so it runs after it)
+#: prints the client's counters and what on_failure got.
+EXIT_STATS = """
+import asyncio, atexit, dataclasses, json, sys
+atexit.register(lambda: print(json.dumps({"failures": failures, **dataclasses.asdict(client.stats)})))
+import analytics
+
+failures = []
+client = analytics.AsyncClient("k", host=sys.argv[1], flush_at=2500, max_retries=0,
+                               on_failure=lambda data, error: failures.append(error.reason),
+                               **json.loads(sys.argv[2]))
+async def main():
+    for i in range(40):
+        client.track("u", "e", {"i": i})
+loop = asyncio.new_event_loop()
+loop.run_until_complete(main())
+loop.close()
+"""
+
+
+@pytest.mark.parametrize("spool", [False, True], ids=["memory", "spool"])
+@pytest.mark.parametrize(
+    ("status", "sent", "failed"), [(200, 40, 0), (400, 0, 40)], ids=["delivered", "refused"]
+)
+def test_the_exit_drain_counts_what_it_delivers_and_what_it_loses(
+    server: ScriptedServer, tmp_path: Path, spool: bool, status: int, sent: int, failed: int
+) -> None:
+    """A message the exit hook delivers counts as sent; one it loses counts as failed and
+    reaches on_failure (stats are the client's, whoever drained it)."""
+    server.script = [Step(status)]
+    options = {"spool": str(tmp_path / "s.db")} if spool else {}
+    proc = subprocess.run(
+        [sys.executable, "-c", EXIT_STATS, server.url, json.dumps(options)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert len(server.messages()) == 40
+    stats = json.loads(proc.stdout)
+    assert (stats["sent"], stats["failed"], stats["queued"]) == (sent, failed, 0), stats
+    assert stats["failures"] == ["http_error"] * (failed > 0), stats
+
+
 # -- no blocking call on the loop -----------------------------------------------------------------
 
 NO_BLOCKING = """

@@ -11,21 +11,24 @@ from __future__ import annotations
 import gc
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 import textwrap
 import threading
 import time
 import weakref
+from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 import analytics
 from analytics._retry import Outcome
 from analytics.testing import FakeClock, MemoryTransport, Reply
 
-from .conftest import BufferKind, Calls, ScriptedServer, Step, wait_until
+from .conftest import BufferKind, Calls, ScriptedServer, Step, stored_in, wait_until
 
 #: Extra seconds any bounded call may take on a loaded 2-core machine.
 SLACK = 3.0
@@ -189,6 +192,57 @@ def test_a_dead_sender_thread_does_not_hang_flush_and_shutdown_delivers(
     assert [m["event"] for m in server.messages()] == ["e"]
     assert failures.calls == []
     assert buffer.stored() == 0
+
+
+def test_a_message_queued_as_the_sender_stops_is_delivered_not_failed(
+    make_client: Any, buffer: BufferKind
+) -> None:
+    """A track() that passed the "shut down?" check just before shutdown() and reached the
+    buffer after the sender thread's last take (a race on a busy machine, its interleaving
+    forced here): shutdown delivers it within its deadline, it is not reported cut."""
+    transport = MemoryTransport()
+    failures = Calls()
+    client = make_client("k", transport=transport, on_failure=failures, **buffer.options)
+    client.track("u", "first")
+    assert client.flush(timeout=5.0)
+    sender = client._sender
+    deadline = sender.clock.monotonic() + 10.0
+    sender.begin_shutdown(deadline)  # the thread takes what waits, then stops
+    thread = sender._thread
+    thread.join(10.0)
+    assert not thread.is_alive()
+    late = orjson.dumps({"type": "track", "userId": "u", "event": "late", "messageId": "m-late"})
+    assert sender.buffer.put(late) == 1  # the late put, after the thread's last take
+    assert sender.finish_shutdown(deadline)
+    assert [m["event"] for m in transport.delivered] == ["first", "late"]
+    assert failures.calls == []
+    assert (client.stats.sent, client.stats.failed, client.stats.queued) == (2, 0, 0)
+    assert buffer.stored() == 0
+
+
+def test_a_spool_locked_through_shutdown_sends_from_memory(
+    server: ScriptedServer, make_client: Any, tmp_path: Path
+) -> None:
+    """Another process holds the spool's write lock from before the events until after
+    shutdown: the sender can neither stage nor lease, and closing the spool cannot stage
+    either, so the events are still in memory when the thread stops; shutdown sends them
+    from memory (counted in ``unspooled``) rather than reporting them cut."""
+    path = tmp_path / "s.db"
+    failures = Calls()
+    client = make_client("k", host=server.url, spool=str(path), on_failure=failures)
+    other = sqlite3.connect(path, isolation_level=None, timeout=10.0)
+    other.execute("BEGIN EXCLUSIVE")  # held past the spool's 2 s busy timeout, many times
+    try:
+        for i in range(5):
+            client.track("u", "e", {"i": i})
+        assert client.shutdown(timeout=30.0)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert sorted(m["properties"]["i"] for m in server.messages()) == list(range(5))
+    assert failures.calls == []
+    assert (client.stats.sent, client.stats.unspooled) == (5, 5)
+    assert stored_in(path) == 0
 
 
 class RaisingTransport(MemoryTransport):

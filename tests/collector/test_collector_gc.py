@@ -51,11 +51,15 @@ def test_tune_gc_false_leaves_the_host_alone(tmp_path: Path, host_gc: tuple[int,
 
 
 def test_a_frozen_host_is_not_unfrozen(tmp_path: Path, host_gc: tuple[int, ...]) -> None:
+    """Checked on an object the host froze: it is still frozen (not listed by get_objects).
+    The freeze count alone is no proof: it also drops when another thread frees frozen
+    objects meanwhile (seen under load: 276,116 -> 276,071, nothing unfrozen)."""
+    sentinel: list[object] = []
     gc.freeze()
-    frozen = gc.get_freeze_count()
     try:
         with CollectorServer(tmp_path / "f.db"):
             pass
-        assert gc.get_freeze_count() >= frozen > 0
+        assert gc.get_freeze_count() > 0
+        assert not any(obj is sentinel for obj in gc.get_objects())
     finally:
         gc.unfreeze()

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from aiohttp import web
 from collector_http import KEY, batch, post, request, track
 from sse_client import Stream
 
@@ -46,6 +47,39 @@ def test_a_new_stream_starts_with_the_stored_events_then_gets_new_ones(
         stream.until(lambda s: s.seqs[-1:] == [5])
         assert stream.seqs == [1, 2, 3, 4, 5]
         assert stream.messages[-1].id == "5.0"
+
+
+def test_every_event_stored_once_the_stream_is_open_reaches_it(
+    collector: CollectorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page says "Live" when the stream's headers arrive; every event stored after that
+    reaches the stream, however slow the read of the stream's starting position (a worker
+    thread of a loaded machine). Made deterministic: when the headers went out before that
+    read, the read waits until the client has stored 300 events (more than the backlog)."""
+    headers_sent, posted = threading.Event(), threading.Event()
+    real_prepare = web.StreamResponse.prepare
+
+    async def prepare(self: web.StreamResponse, request: web.BaseRequest) -> Any:
+        writer = await real_prepare(self, request)
+        if request.path == "/debugger/stream":
+            headers_sent.set()
+        return writer
+
+    real_last_seq = type(collector.store).last_seq
+
+    def last_seq(store: Any) -> int:
+        if headers_sent.is_set():
+            posted.wait(10.0)
+        return real_last_seq(store)
+
+    monkeypatch.setattr(web.StreamResponse, "prepare", prepare)
+    monkeypatch.setattr(type(collector.store), "last_seq", last_seq)
+    with Stream(collector.url) as stream:  # returns once the headers arrived
+        for start in (1, 151):
+            post(collector.url, "/v1/batch", batch([track(i) for i in range(start, start + 150)]))
+        posted.set()
+        stream.until(lambda s: s.seqs[-1:] == [300])
+        assert stream.seqs == list(range(1, 301))
 
 
 def test_last_event_id_resumes_after_the_events_already_seen(collector: CollectorServer) -> None:

@@ -72,26 +72,28 @@ HELP = {
 }
 
 FLAG_OF = {spec: flag for flag, spec in FIELD_OF.items()}
-# The flags each command needs: the message rules' required fields, by their flag names.
-REQUIRED = {kind: tuple(FLAG_OF[name] for name in names) for kind, names in _wire.REQUIRED.items()}
 
 
 def build_message(kind: str, values: Mapping[str, Any]) -> dict[str, Any]:
     """The SPEC message for `kind` from the flag values (None values left out).
 
-    Raises click.UsageError when a field the call requires is missing.
+    Raises click.UsageError when the message lacks a field the message rules
+    (`analytics._wire.REQUIREMENTS`) require, naming the flags that would give it.
     """
-    missing = [name for name in REQUIRED.get(kind, ()) if values.get(name) is None]
-    if missing:
-        flags = " and ".join("--" + name.replace("_", "-") for name in missing)
-        raise click.UsageError(f"`analytics {kind}` needs {flags}")
-    if kind != "alias" and values.get("user_id") is None and values.get("anonymous_id") is None:
-        raise click.UsageError(f"`analytics {kind}` needs --user-id or --anonymous-id")
     message: dict[str, Any] = {"type": kind}
     for name, value in values.items():
         if value is not None and name in FIELD_OF:
             message[FIELD_OF[name]] = value
+    missing = _wire.missing_fields(kind, message)
+    if missing:
+        groups = [" or ".join("--" + _flag(name) for name in group) for group in missing]
+        joint = ", and " if any(len(group) > 1 for group in missing) else " and "
+        raise click.UsageError(f"`analytics {kind}` needs {joint.join(groups)}")
     return message
+
+
+def _flag(field: str) -> str:
+    return FLAG_OF[field].replace("_", "-")
 
 
 def deliver_one(

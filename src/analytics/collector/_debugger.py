@@ -273,12 +273,15 @@ class Debugger:
                 "X-Accel-Buffering": "no",
             }
         )
-        await response.prepare(request)
+        # The position comes first, the headers after: a page says "Live" when they arrive,
+        # and every event stored from then on must reach it (headers first, a slow read of the
+        # newest seq let a page lose all but BACKLOG of the events stored meanwhile).
         await self._ensure_tailing()
         viewer = _Viewer(request.transport, self.queue_messages)
         live = self._tail.cursor
         self._viewers.add(viewer)
         try:
+            await response.prepare(request)
             await response.write(b"retry: 1000\n\n")
             await response.write(await self._catch_up(asked, live))
             await self._pump(viewer, response)
