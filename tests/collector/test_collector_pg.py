@@ -24,7 +24,13 @@ from analytics.collector._validated import Message, to_message
 psycopg = pytest.importorskip("psycopg")
 from analytics.collector import _pg, _pg_copy  # noqa: E402
 from analytics.collector._pg import PostgresStore, SchemaTooNew, _Turns  # noqa: E402
-from analytics.collector._pg_schema import dedupe_key  # noqa: E402
+from analytics.collector._pg_schema import (  # noqa: E402
+    _MIGRATIONS,
+    DEDUPE_KEY_SQL,
+    SCHEMA_VERSION,
+    dedupe_key,
+    ensure_days,
+)
 
 
 @pytest.fixture
@@ -112,10 +118,10 @@ def test_one_partition_per_receive_day(store: PostgresStore, url: str) -> None:
 
 def test_schema_is_versioned_and_a_newer_one_is_refused(url: str) -> None:
     PostgresStore(url).close()
-    assert sql(url, "SELECT version FROM analytics_schema") == [(1,)]
+    assert sql(url, "SELECT version FROM analytics_schema") == [(SCHEMA_VERSION,)]
     PostgresStore(url).close()  # migrating again is a no-op
     sql(url, "UPDATE analytics_schema SET version = 99")
-    with pytest.raises(SchemaTooNew, match="schema 99; this version knows up to 1"):
+    with pytest.raises(SchemaTooNew, match=f"schema 99; this version knows up to {SCHEMA_VERSION}"):
         PostgresStore(url)
     with pytest.raises(SchemaTooNew):
         PostgresStore(url, readonly=True)
@@ -140,7 +146,7 @@ def test_collectors_starting_together_migrate_once(url: str) -> None:
     for t in threads:
         t.join(60)
     assert errors == []
-    assert sql(url, "SELECT version FROM analytics_schema") == [(1,)]
+    assert sql(url, "SELECT version FROM analytics_schema") == [(SCHEMA_VERSION,)]
     assert PostgresStore(url, readonly=True).count() == 1
 
 
@@ -470,3 +476,54 @@ def test_copy_data_round_trips_any_text(
     assert got.keys() == wanted.keys()
     for m_id, m in wanted.items():
         assert got[m_id] == (write_key, m.user_id, m.event, orjson.loads(m.body))
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(write_key=_hostile.filter(bool), message_id=_hostile.filter(bool))
+def test_the_sql_dedupe_key_is_the_same_as_pythons(
+    url: str, write_key: str, message_id: str
+) -> None:
+    with psycopg.connect(url) as conn:
+        row_ = conn.execute(
+            f"SELECT {DEDUPE_KEY_SQL} FROM (SELECT %s AS write_key, %s AS message_id) AS m",
+            (write_key, message_id),
+        ).fetchone()
+    assert row_ is not None
+    assert row_[0].bytes == dedupe_key(write_key, message_id)
+
+
+def test_a_schema_1_database_is_migrated_and_keeps_deduplicating(url: str) -> None:
+    """A database written by schema 1 (the keys as two texts) gets schema 2's digests, made
+    from its events: a retry of a message stored before the migration is still a duplicate."""
+    old = [row(1), row(2, key="k" * 300), row(3, received="2024-05-02T08:00:00.000Z")]
+    with psycopg.connect(url, autocommit=True) as conn:
+        with conn.transaction():
+            for statement in _MIGRATIONS[1]:
+                conn.execute(statement)  # type: ignore[call-overload]
+            conn.execute("UPDATE analytics_schema SET version = 1")
+        ensure_days(conn, {date(2024, 5, 1), date(2024, 5, 2)})
+        for m in old:
+            conn.execute(
+                "INSERT INTO events (write_key, message_id, type, user_id, anonymous_id, event,"
+                " timestamp, received_at, body) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (*m[:-1], m.body.decode()),
+            )
+            conn.execute(
+                "INSERT INTO event_keys VALUES (%s, %s, %s)",
+                (m.write_key[:256], m.message_id, m.received_at),
+            )
+    store = PostgresStore(url)
+    try:
+        assert sql(url, "SELECT version FROM analytics_schema") == [(SCHEMA_VERSION,)]
+        keys = {(k.bytes, at) for k, at in sql(url, "SELECT * FROM event_keys")}  # type: ignore[attr-defined]
+        assert keys == {
+            (dedupe_key(m.write_key, m.message_id), datetime.fromisoformat(m.received_at))
+            for m in old
+        }
+        assert store.write([old]) == [0]
+        assert store.write([[row(4), old[1]]]) == [1]
+        assert store.count() == 4
+    finally:
+        store.close()

@@ -1,6 +1,6 @@
 """The PostgreSQL schema of the collector's store: versioned migrations, day partitions, retention.
 
-Schema 1::
+Schema 2::
 
     analytics_schema(version int)                 -- one row: the schema version
     events(seq bigint,                            -- arrival order (a shared sequence)
@@ -19,13 +19,15 @@ unique index, enforced by PostgreSQL for every collector at once; the store inse
 key and its event in one transaction (:mod:`._pg`). Retention drops whole ``events`` partitions
 and deletes the keys of the same days (a narrow table; a BRIN index finds them by time).
 
-The key is a 128-bit BLAKE2b digest of the write key and the messageId (:func:`dedupe_key`),
-not the two texts: a fixed 16-byte ``uuid`` compares by ``memcmp`` and makes a key row a third
-of the size (PostgreSQL's CPU per stored message, keys ``COPY``-ed: 13.7 µs with the two texts
-``COLLATE "C"`` as the key, 12.6 µs with the digest; the store alone, the benchmark's messages). Any
-length of write key or id fits (a B-tree entry over ~2.7 kB would fail the insert, and one such
-message the whole group commit). Two different messages share a key with probability about
-n²/2¹²⁹ (10¹² messages: 10⁻¹⁵); BLAKE2b has no known way to make one on purpose.
+The key is the first 128 bits of the SHA-256 of the write key and the messageId
+(:func:`dedupe_key`), not the two texts: a fixed 16-byte ``uuid`` compares by ``memcmp`` and
+makes a key row a third of the size (PostgreSQL's CPU per stored message, keys ``COPY``-ed:
+13.7 µs with the two texts ``COLLATE "C"`` as the key, 12.6 µs with a digest; the store alone,
+the benchmark's messages). Any length of write key or id fits (a B-tree entry over ~2.7 kB
+would fail the insert, and one such message the whole group commit). Two different messages
+share a key with probability about n²/2¹²⁹ (10¹² messages: 10⁻¹⁵); SHA-256 has no known way
+to make one on purpose. Schema 1 had the two texts as the key; schema 2's migration makes the
+digests from ``events`` (:data:`DEDUPE_KEY_SQL`, the same function in SQL).
 
 No other indexed value can be made too long by a client: ``user_id`` has a hash index (4 bytes
 an entry; equality lookups, which a user's timeline needs), and ``seq`` is ours.
@@ -38,7 +40,7 @@ refused. Names are unqualified: the objects live in the first schema of the ``se
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta, timezone
-from hashlib import blake2b
+from hashlib import sha256
 
 import psycopg
 from psycopg.rows import TupleRow
@@ -46,6 +48,7 @@ from psycopg.rows import TupleRow
 from analytics.collector._store import StoreError
 
 __all__ = [
+    "DEDUPE_KEY_SQL",
     "LOCK_KEY",
     "SCHEMA_VERSION",
     "SchemaTooNew",
@@ -57,10 +60,16 @@ __all__ = [
     "schema_version",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 Conn = psycopg.Connection[TupleRow]
 #: The advisory lock key of schema changes ('anlt' as an integer): migrations and partitions.
 LOCK_KEY = 0x616E6C74
+
+#: ``dedupe_key`` in SQL: the same 16 bytes, as a ``uuid``.
+DEDUPE_KEY_SQL = (
+    "encode(substring(sha256(convert_to(length(write_key) || ':' || write_key || message_id,"
+    " 'UTF8')) FROM 1 FOR 16), 'hex')::uuid"
+)
 
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: (
@@ -82,9 +91,25 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         "CREATE INDEX events_seq_idx ON events (seq)",
         "CREATE INDEX events_user_idx ON events USING hash (user_id)",
         """CREATE TABLE event_keys (
+            write_key text COLLATE "C" NOT NULL,
+            message_id text COLLATE "C" NOT NULL,
+            received_at timestamptz NOT NULL,
+            PRIMARY KEY (write_key, message_id)
+        )""",
+        "CREATE INDEX event_keys_received_idx ON event_keys USING brin (received_at)",
+    ),
+    # The keys become 16-byte digests, made again from the stored events (the events hold
+    # every write key whole; schema 1's keys hold long ones as their hash).
+    2: (
+        "DROP TABLE event_keys",
+        """CREATE TABLE event_keys (
             key uuid PRIMARY KEY,
             received_at timestamptz NOT NULL
         )""",
+        f"""INSERT INTO event_keys
+            SELECT DISTINCT ON (key) key, received_at
+            FROM (SELECT {DEDUPE_KEY_SQL} AS key, received_at FROM events) AS k
+            ORDER BY key, received_at""",  # noqa: S608 -- constants only
         "CREATE INDEX event_keys_received_idx ON event_keys USING brin (received_at)",
     ),
 }
@@ -94,9 +119,10 @@ def dedupe_key(write_key: str, message_id: str) -> bytes:
     """The ``event_keys.key`` of a message: 16 bytes (see the module docstring).
 
     The write key's length goes first, so no (write key, id) pair can spell another's bytes.
+    :data:`DEDUPE_KEY_SQL` computes the same in PostgreSQL (schema 2's migration uses it).
     """
     data = f"{len(write_key)}:{write_key}{message_id}".encode("utf-8", "surrogatepass")
-    return blake2b(data, digest_size=16).digest()
+    return sha256(data).digest()[:16]
 
 
 class SchemaTooNew(StoreError):
