@@ -2,7 +2,8 @@
 `analytics serve --db postgresql://...` with 1 and 2 collector processes, on a throw-away
 cluster (tests/pgcluster.py, durable settings: fsync and synchronous_commit on), and a floor:
 `orjson.loads` of the same bodies plus one `COPY` of the rows the collector stored into the
-same (fresh) schema over one connection, no HTTP, one commit.
+same (fresh) schema over one connection, no HTTP, one commit, after a VACUUM (ANALYZE) of the
+collector's rows and with no autovacuum worker running (:func:`settle`).
 
 CPU per event is measured apart for the collector (its process tree) and for PostgreSQL (the
 postmaster's children: the collectors' backends, WAL writer, checkpointer...), from
@@ -84,6 +85,27 @@ def used(before: dict[int, float], pids: list[int]) -> float:
     return sum(_cpu_seconds(pid) - before.get(pid, 0.0) for pid in pids)
 
 
+def settle(url: str) -> float:
+    """VACUUM (ANALYZE) what the collector wrote, then wait (30 s at most) until no autovacuum
+    worker runs: the floor must not share the server with the maintenance of the collector's
+    rows (autovacuum starts on 200,000 new rows once they are committed, and a floor slowed
+    by it would flatter the ratio). Returns the seconds it took."""
+    import psycopg
+
+    t0 = time.perf_counter()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("VACUUM (ANALYZE)")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'"
+            ).fetchone()
+            if row is None or row[0] == 0:
+                break
+            time.sleep(0.1)
+    return time.perf_counter() - t0
+
+
 def floor(url: str, bodies: list[bytes], cluster: Cluster) -> dict[str, Any]:
     """orjson.loads of the bodies + one COPY of the stored rows into a fresh schema."""
     import psycopg
@@ -98,6 +120,7 @@ def floor(url: str, bodies: list[bytes], cluster: Cluster) -> dict[str, Any]:
         conn.execute("CREATE SCHEMA floor")
     floor_url = url + "?options=-csearch_path%3Dfloor"
     PostgresStore(floor_url).close()
+    settled_s = settle(url)
     with psycopg.connect(floor_url, autocommit=True) as conn:
         ensure_days(conn, days)
         before = cpu(cluster.backend_pids())
@@ -115,6 +138,7 @@ def floor(url: str, bodies: list[bytes], cluster: Cluster) -> dict[str, Any]:
         "rows": len(rows_list),
         "loads_s": t1 - t0,
         "copy_s": t2 - t1,
+        "settle_s": settled_s,
         "events_per_s": n / (t2 - t0),
     }
 

@@ -74,8 +74,9 @@ def postgres(res: dict[str, Any]) -> list[str]:
         "`analytics serve --db postgresql://...` against a throw-away PostgreSQL 15 cluster on "
         "the same machine (it shares the 2 cores with the collector and the senders); the "
         "floor is `orjson.loads` of the same bodies plus one `COPY` of the same rows over one "
-        "connection, no HTTP. CPU per event from /proc, for the collector's processes and for "
-        "PostgreSQL's backends apart.",
+        "connection, no HTTP, measured after a `VACUUM (ANALYZE)` of the collector's rows with "
+        "no autovacuum worker running. CPU per event from /proc, for the collector's processes "
+        "and for PostgreSQL's backends apart.",
         "",
         "| collector processes | events/s | vs floor | collector CPU µs/event | PostgreSQL CPU µs/event |",
         "|---|---|---|---|---|",
@@ -91,9 +92,12 @@ def postgres(res: dict[str, Any]) -> list[str]:
             f"| {col.fmt(1) if col else '-'} | {db.fmt(1) if db else '-'} |"
         )
     floor = pg.get("median_floor_events_per_s")
+    floor_cpu = pg.get("median_floor_cpu_us_per_event_postgresql")
     ratio = pg.get("median_2_over_1")
     if floor:
-        out += ["", f"Floor: {floor:,.0f} events/s. Two processes / one: {ratio:.2f}× (per round)."]
+        cpu = f" (PostgreSQL CPU {floor_cpu:.1f} µs/event)" if floor_cpu else ""
+        pair = f" Two processes / one: {ratio:.2f}× (per round)." if ratio else ""
+        out += ["", f"Floor: {floor:,.0f} events/s{cpu}.{pair}"]
     return [*out, ""]
 
 

@@ -71,6 +71,8 @@ class Target:
 def _margin(value: float, op: str, limit: float) -> str:
     if op in ("<=", "<"):
         return f"{100 * (value / limit - 1):.0f}% over"
+    if op == ">" and value == limit:
+        return "equal"
     return f"{100 * (1 - value / limit):.0f}% short ({value / limit:.2f} of the goal)"
 
 
@@ -85,7 +87,12 @@ def _cmp(
     if value is None:
         return Target(name, goal, "not measured", None)
     op, limit = test
-    ok = {"<=": value.med <= limit, "<": value.med < limit, ">=": value.med >= limit}[op]
+    ok = {
+        "<=": value.med <= limit,
+        "<": value.med < limit,
+        ">=": value.med >= limit,
+        ">": value.med > limit,
+    }[op]
     return Target(
         name, goal, f"{value.fmt(digits)}{unit}", ok, "" if ok else _margin(value.med, op, limit)
     )
@@ -210,6 +217,7 @@ def extra_targets(res: dict[str, Any]) -> list[Target]:
                 None,
             )
         )
+    out += postgres_targets(col or {})
     imp = res.get("cli_import")
     if imp and "events_per_s" in imp:
         out.append(
@@ -231,4 +239,23 @@ def extra_targets(res: dict[str, Any]) -> list[Target]:
                 None,
             )
         )
+    return out
+
+
+def postgres_targets(col: dict[str, Any]) -> list[Target]:
+    """Issue 12's: one collector on PostgreSQL >= 0.5x its COPY floor; two store more than one
+    (each pair of rounds compared within the round)."""
+    pg = col.get("postgres") or {}
+    rounds = pg.get("rounds") or {}
+    one, two = rounds.get("1") or [], rounds.get("2") or []
+    if not one:
+        return [
+            Target("collector on PostgreSQL", "≥ 0.50× floor", pg.get("error", "not run"), None)
+        ]
+    vs = agg([r["vs_floor"] for r in one])
+    out = [_cmp("1 collector on PostgreSQL vs its COPY floor", "≥ 0.50×", vs, (">=", 0.5), "×", 2)]
+    scale = agg([b["events_per_s"] / a["events_per_s"] for a, b in zip(one, two, strict=False)])
+    out.append(
+        _cmp("2 collector processes on PostgreSQL / 1", "> 1.00×", scale, (">", 1.0), "×", 2)
+    )
     return out

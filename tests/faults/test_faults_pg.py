@@ -194,8 +194,8 @@ def test_collector_killed_mid_commit(
     producer = Producer(first.url, ids, "--count", "5000", *PACE)
     cleanup.append(producer)
     producer.wait_tracked(1500)
-    # Hold the key table so the collector's next transaction waits inside its INSERT, then
-    # SIGKILL the collector there: its COPY is done, its commit never happens.
+    # Hold the key table so the collector's next transaction waits inside its key COPY, then
+    # SIGKILL the collector there: its transaction is open, its commit never happens.
     with psycopg.connect(url) as lock:
         lock.execute("LOCK TABLE event_keys IN SHARE ROW EXCLUSIVE MODE")
         assert waiting_on_lock(url, timeout=20)

@@ -1,13 +1,17 @@
-"""The single writer thread: group commit of many requests' rows into the store.
+"""The writer thread(s): group commit of many requests' rows into the store.
 
 Request handlers (on the event loop) call :meth:`GroupCommitWriter.submit` with their rows and
-a callback. The thread takes every job waiting in its queue (up to ``max_rows`` rows), writes
-them in one transaction with one commit, then calls each job's callback with the number of new
-rows (duplicates excluded) or with the :class:`~analytics.collector._store.StoreError`. A
-handler answers 200 only after its callback reported success, so an acknowledged event is
+a callback. A writer thread takes every job waiting in the queue (up to ``max_rows`` rows),
+writes them in one transaction with one commit, then calls each job's callback with the number
+of new rows (duplicates excluded) or with the :class:`~analytics.collector._store.StoreError`.
+A handler answers 200 only after its callback reported success, so an acknowledged event is
 committed.
 
-:meth:`stop` lets the thread finish every job submitted before it, then joins it.
+One thread, unless the store says more may write at once (a ``writers`` attribute: SQLite has
+one writer; PostgreSQL copies one transaction while the previous one commits, see
+:mod:`._pg`). The threads share the queue.
+
+:meth:`stop` lets the threads finish every job submitted before it, then joins them.
 
 For the metrics: :attr:`GroupCommitWriter.queued_rows` is the rows submitted and not yet
 committed, and ``on_commit`` is called after each commit with its duration and outcome.
@@ -53,10 +57,11 @@ class GroupCommitWriter:
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._closed = False
-        self._thread = threading.Thread(
-            target=self._run, name="analytics-collector-writer", daemon=True
-        )
-        self.commits = 0
+        writers = getattr(store, "writers", 1)
+        self._threads = [
+            threading.Thread(target=self._run, name=f"analytics-collector-writer-{n}", daemon=True)
+            for n in range(writers if isinstance(writers, int) and writers > 1 else 1)
+        ]
 
     @property
     def store(self) -> Store:
@@ -69,8 +74,9 @@ class GroupCommitWriter:
         return self._queued_rows
 
     def start(self) -> None:
-        """Start the thread."""
-        self._thread.start()
+        """Start the threads."""
+        for thread in self._threads:
+            thread.start()
 
     def submit(self, rows: Sequence[Message], done: Done) -> None:
         """Queue ``rows``; ``done`` is called on the writer thread once they are committed.
@@ -85,14 +91,18 @@ class GroupCommitWriter:
             self._queue.put(_Job(rows, done))
 
     def stop(self, timeout: float) -> bool:
-        """Finish the queued jobs and stop the thread; True when it ended within ``timeout``."""
+        """Finish the queued jobs and stop the threads; True when they ended within
+        ``timeout``."""
         with self._lock:
             if not self._closed:
                 self._closed = True
-                self._queue.put(None)
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-        return not self._thread.is_alive()
+                for _ in self._threads:
+                    self._queue.put(None)  # each thread ends at the first it takes
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(max(0.0, deadline - time.monotonic()))
+        return not any(thread.is_alive() for thread in self._threads)
 
     def _run(self) -> None:
         running = True
@@ -124,7 +134,6 @@ class GroupCommitWriter:
             results = self._store.write([job.rows for job in jobs])
             if len(results) != len(jobs):
                 raise StoreError(f"store returned {len(results)} counts for {len(jobs)} batches")
-            self.commits += 1
         except StoreError as exc:
             log.error("collector store write failed: %s", exc)
             results = [exc] * len(jobs)
