@@ -83,6 +83,7 @@ class AsyncSender(Core):
         self._wake_pending = False
         self._background: set[asyncio.Future[Any]] = set()  # spool acks on worker threads
         self._in_flight: Batch | None = None  # the batch being delivered
+        self._stalled = False  # idle after a round that took nothing (see Sender._init_state)
 
     # --- any thread -----------------------------------------------------------------------------
 
@@ -201,8 +202,10 @@ class AsyncSender(Core):
             return
         wake.clear()
         if not self.due(stalled):
+            self._stalled = stalled
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(wake.wait(), self.flush_after)
+            self._stalled = False
 
     async def _drain(self) -> int:
         owed = self.take_round()
@@ -326,6 +329,9 @@ class AsyncSender(Core):
             changed.clear()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(changed.wait(), min(remaining, FLUSH_POLL))
+            if self._stalled:  # a spool chunk held elsewhere may be free now: take again
+                self._flush_asked = True
+                self._signal(self._wake)
 
     async def shutdown(self, timeout: float) -> bool:
         """Refuse new messages, deliver within ``timeout`` (+ `GRACE`), cut the rest, close."""

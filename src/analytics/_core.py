@@ -239,10 +239,12 @@ class Core:
         return not stalled and self.buffer.ready() >= self.flush_at
 
     def take_round(self) -> int:
-        """Start a round: clear the flush request; how many messages are owed to it."""
+        """Start a round: clear the flush request; how many messages are owed to it (a flush
+        is owed one take at least: what it waits for may be a spool chunk another sender
+        gave back, which this one does not count as ready)."""
         with self._lock:
-            self._flush_asked = False
-        return self.buffer.ready()
+            asked, self._flush_asked = self._flush_asked, False
+        return max(self.buffer.ready(), int(asked))
 
     def keep_taking(self, owed: int) -> bool:
         """Take another batch in this round? What arrives during a round goes in it only

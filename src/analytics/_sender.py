@@ -63,6 +63,10 @@ class Sender(Core):
         self._thread: threading.Thread | None = None
         self._transport: Transport | None = None
         self._wake_pending = False  # a notify is on its way: put() need not send another
+        # Idle after a round that took nothing: what a flush still waits for is then held
+        # elsewhere (a spool chunk another sender leased) or the file is locked, so the flush
+        # asks for a round every FLUSH_POLL (a sender that stops gives its chunk back).
+        self._stalled = False
         self._buffer_put = self.buffer.put
 
     def _notify(self) -> None:
@@ -131,6 +135,9 @@ class Sender(Core):
                 if left == 0 or remaining <= 0 or not self._alive():
                     break
                 self._cond.wait(min(remaining, FLUSH_POLL))
+                if self._stalled:  # see _init_state
+                    self._flush_asked = True
+                    self._cond.notify_all()
             return left == 0 and self.failed == failed_before
 
     def finish_shutdown(self, deadline: float) -> bool:
@@ -209,7 +216,9 @@ class Sender(Core):
                     if not stalled:
                         self._wake_pending = False  # else put() need not wake us again
                     if not self.due(stalled):
+                        self._stalled = stalled
                         self._cond.wait(self.flush_after)
+                        self._stalled = False
                     stopping = self._deadline is not None
                 try:
                     stalled = self._drain() == 0 and not stopping

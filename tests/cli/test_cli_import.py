@@ -9,6 +9,7 @@ import queue
 import re
 import select
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import orjson
+import pytest
 from cli_helpers import WRITE_KEY, cli_env, run_cli
 
 from analytics.collector import CollectorServer
@@ -220,6 +222,18 @@ def test_missing_file_is_a_usage_error(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "nope.jsonl" in result.stderr
     assert "does not exist" in result.stderr
+
+
+def test_the_closed_port_stays_closed_for_the_whole_test(closed_port_url: str) -> None:
+    """What test_collector_down relies on: no other server can take the port meanwhile
+    (even with SO_REUSEADDR, as servers set it), and connecting is refused at once."""
+    port = int(closed_port_url.rsplit(":", 1)[1])
+    with socket.socket() as other:
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        with pytest.raises(OSError, match="in use"):
+            other.bind(("127.0.0.1", port))
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=5.0).close()
 
 
 def test_collector_down(closed_port_url: str, tmp_path: Path) -> None:

@@ -7,16 +7,21 @@ shutdown report, the restart, and the fall back to memory.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+import analytics
+from analytics.testing import AsyncMemoryTransport, MemoryTransport, Reply
 
 from .conftest import ScriptedServer, Step, stored_in, wait_until
 
@@ -69,6 +74,74 @@ def test_shutdown_in_an_outage_keeps_events_on_disk_for_the_next_start(
     second = make_client("k", host=collector.url, spool=str(path))
     assert second.flush(timeout=10.0)  # sends the leftovers without any new call
     assert collector.store.count() == 30
+    assert stored_in(path) == 0
+
+
+def holding_a_chunk(make_client: Any, path: Path) -> Any:
+    """A client holding the one chunk of the spool ``path`` (rate-limited, it waits out a
+    Retry-After of 60 s) until it is shut down, which gives the chunk back."""
+    limited = MemoryTransport(Reply(429, retry_after=60))
+    holder = make_client("k", transport=limited, spool=str(path), spool_interval=0.05)
+    holder.track("u", "held")
+    assert limited.wait_for(lambda t: len(t.requests) == 1)
+    return holder
+
+
+def give_back_when_nothing_is_free(buffer: Any, holder: Any, armed: threading.Event) -> None:
+    """The first take of ``buffer`` that finds nothing free once ``armed`` is set shuts
+    ``holder`` down: its chunk is given back just after a round that found it held."""
+    take = buffer.take
+
+    def take_then_give_back() -> Any:
+        batch = take()
+        if batch is None and armed.is_set() and holder.stats.queued:
+            holder.shutdown(timeout=5.0)
+        return batch
+
+    buffer.take = take_then_give_back
+
+
+def test_a_flush_takes_a_chunk_another_client_gives_back_meanwhile(
+    make_client: Any, tmp_path: Path
+) -> None:
+    """Two clients share a spool. The first holds a chunk; the second's flush finds nothing
+    it can take; then the first shuts down and gives the chunk back: the second's flush,
+    still waiting, takes and delivers it (it waited for its flush_after). This is what made
+    the outage test above flaky: a first client whose thread ended just after its shutdown's
+    grace still held its chunk when the second flushed."""
+    path = tmp_path / "spool.db"
+    holder = holding_a_chunk(make_client, path)
+    transport = MemoryTransport()
+    second = make_client("k", transport=transport, spool=str(path), flush_after=60)
+    flushing = threading.Event()
+    give_back_when_nothing_is_free(second._sender.buffer, holder, flushing)
+    flushing.set()
+    assert second.flush(timeout=10.0)
+    assert [m["event"] for m in transport.delivered] == ["held"]
+    assert stored_in(path) == 0
+
+
+def test_an_async_clients_flush_takes_a_chunk_given_back_meanwhile(
+    make_client: Any, tmp_path: Path
+) -> None:
+    """The same with an AsyncClient flushing (its I/O thread takes from the spool)."""
+    path = tmp_path / "spool.db"
+    holder = holding_a_chunk(make_client, path)
+    transport = AsyncMemoryTransport()
+    armed = threading.Event()
+    armed.set()
+
+    async def main() -> bool:
+        second = analytics.AsyncClient(
+            "k", transport=transport, spool=str(path), flush_after=60, flush_at_exit=False
+        )
+        give_back_when_nothing_is_free(second._sender.buffer, holder, armed)
+        ok = await second.flush(timeout=10.0)  # binds this loop: its first round is the flush's
+        await second.shutdown(timeout=5.0)
+        return ok
+
+    assert asyncio.run(main())
+    assert [m["event"] for m in transport.delivered] == ["held"]
     assert stored_in(path) == 0
 
 
