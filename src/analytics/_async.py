@@ -323,15 +323,15 @@ class AsyncSender(Core):
             remaining = end - time.monotonic()
             if left == 0 or timeout is None or remaining <= 0 or not self.alive():
                 return left == 0 and self.failed == failed_before
+            if self._stalled:  # a spool chunk held elsewhere may be free now: take again
+                self._flush_asked = True  # (only while something is owed: see Sender.flush)
+                self._signal(self._wake)
             changed = self._changed
             if changed is None:
                 return False
             changed.clear()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(changed.wait(), min(remaining, FLUSH_POLL))
-            if self._stalled:  # a spool chunk held elsewhere may be free now: take again
-                self._flush_asked = True
-                self._signal(self._wake)
 
     async def shutdown(self, timeout: float) -> bool:
         """Refuse new messages, deliver within ``timeout`` (+ `GRACE`), cut the rest, close."""

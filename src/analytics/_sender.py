@@ -134,10 +134,10 @@ class Sender(Core):
                 remaining = end - time.monotonic()
                 if left == 0 or remaining <= 0 or not self._alive():
                     break
-                self._cond.wait(min(remaining, FLUSH_POLL))
-                if self._stalled:  # see _init_state
-                    self._flush_asked = True
+                if self._stalled:  # see _init_state; only while something is owed: a request
+                    self._flush_asked = True  # left behind would send what comes next at once
                     self._cond.notify_all()
+                self._cond.wait(min(remaining, FLUSH_POLL))
             return left == 0 and self.failed == failed_before
 
     def finish_shutdown(self, deadline: float) -> bool:
