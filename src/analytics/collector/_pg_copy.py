@@ -26,6 +26,7 @@ from typing import Any
 
 import orjson
 
+from analytics._wire import parse_timestamp
 from analytics.collector._pg_schema import dedupe_key
 from analytics.collector._validated import Message
 
@@ -70,7 +71,7 @@ def key_data(keys: Sequence[bytes], firsts: Firsts) -> bytes:
         stamp = firsts[key][1].received_at
         at = micros.get(stamp)
         if at is None:
-            at = micros[stamp] = (datetime.fromisoformat(stamp) - _PG_EPOCH) // _MICROSECOND
+            at = micros[stamp] = (parse_timestamp(stamp) - _PG_EPOCH) // _MICROSECOND
         rows.append(_KEY_ROW.pack(2, 16, key, 8, at))
     rows.append(_BINARY_TAIL)
     return b"".join(rows)
